@@ -1,0 +1,1 @@
+"""fedsynth's Flower ClientApp (one hospital per SuperNode)."""

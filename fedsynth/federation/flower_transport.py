@@ -1,0 +1,80 @@
+"""The transport over Flower's Grid: instructions become Messages to SuperNodes.
+
+Hospitals identify themselves in a ``query`` message at start-up (their hospital id comes from
+the node config), so the server addresses hospitals, not Flower node ids.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+
+from fedsynth.federation import wire
+from fedsynth.federation.strategy import Send
+from fedsynth.federation.transport import Exchange
+
+TRAIN = "train"
+QUERY = "query"
+
+
+class GridTransport:
+    """Sends waves through a Flower ``Grid`` and decodes the replies."""
+
+    def __init__(self, grid: Grid, num_hospitals: int, wait_seconds: float = 600.0) -> None:
+        self.grid = grid
+        self.num_hospitals = num_hospitals
+        self.wait_seconds = wait_seconds
+        self._node_of: dict[int, int] = {}
+
+    def hospitals(self) -> list[int]:
+        if not self._node_of:
+            self._discover()
+        return sorted(self._node_of)
+
+    def _discover(self) -> None:
+        deadline = time.monotonic() + self.wait_seconds
+        node_ids = list(self.grid.get_node_ids())
+        while len(node_ids) < self.num_hospitals:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"only {len(node_ids)} of {self.num_hospitals} hospitals connected in {self.wait_seconds:.0f} s"
+                )
+            time.sleep(0.5)
+            node_ids = list(self.grid.get_node_ids())
+        queries = [
+            Message(
+                content=RecordDict({"query": ConfigRecord({"what": "identity"})}), dst_node_id=n, message_type=QUERY
+            )
+            for n in node_ids
+        ]
+        for reply in self.grid.send_and_receive(queries, timeout=self.wait_seconds):
+            if reply.has_error():
+                raise RuntimeError(f"node {reply.metadata.src_node_id} failed to identify itself: {reply.error}")
+            hid = int(reply.content.config_records["identity"]["hospital_id"])
+            if hid in self._node_of:
+                raise RuntimeError(f"two nodes claim hospital id {hid}")
+            self._node_of[hid] = reply.metadata.src_node_id
+
+    def exchange(self, sends: list[Send], timeout: float) -> Exchange:
+        out = Exchange()
+        hospital_of_node = {n: h for h, n in self._node_of.items()}
+        messages = []
+        for send in sends:
+            content = wire.instruction_to_content(send.instruction)
+            out.bytes_down[send.hospital_id] = wire.content_nbytes(content)
+            messages.append(Message(content=content, dst_node_id=self._node_of[send.hospital_id], message_type=TRAIN))
+        answered = set()
+        for reply in self.grid.send_and_receive(messages, timeout=timeout):
+            hid = hospital_of_node.get(reply.metadata.src_node_id, -1)
+            answered.add(hid)
+            if reply.has_error():
+                out.failures[hid] = f"error reply: {reply.error.reason}"
+                continue
+            out.bytes_up[hid] = wire.content_nbytes(reply.content)
+            out.replies.append(wire.content_to_reply(reply.content))
+        for send in sends:
+            if send.hospital_id not in answered:
+                out.failures[send.hospital_id] = f"no reply within {timeout:.0f} s"
+        return out

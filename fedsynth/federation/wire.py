@@ -1,0 +1,84 @@
+"""The one serialization point between fedsynth's plain objects and Flower records.
+
+Every instruction and reply crosses the network through these functions, so this is also where
+bytes are counted: :func:`content_nbytes` is the size of the protobuf that Flower puts on the wire
+for a message's content.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.common.serde import recorddict_to_proto
+
+from fedsynth.protocol import Arrays, HospitalReply, RoundInstruction
+
+
+def arrays_to_record(arrays: Arrays) -> ArrayRecord:
+    return ArrayRecord(OrderedDict((k, Array(np.ascontiguousarray(v))) for k, v in arrays.items()))
+
+
+def record_to_arrays(record: ArrayRecord) -> Arrays:
+    return OrderedDict((k, v.numpy()) for k, v in record.items())
+
+
+def instruction_to_content(instruction: RoundInstruction) -> RecordDict:
+    content = RecordDict()
+    content["config"] = ConfigRecord(
+        {
+            "server_round": instruction.server_round,
+            "phase": instruction.phase,
+            "has_weights": instruction.weights is not None,
+        }
+    )
+    if instruction.weights is not None:
+        content["arrays"] = arrays_to_record(instruction.weights)
+    return content
+
+
+def content_to_instruction(content: RecordDict) -> RoundInstruction:
+    config = content.config_records["config"]
+    weights = record_to_arrays(content.array_records["arrays"]) if bool(config["has_weights"]) else None
+    return RoundInstruction(server_round=int(config["server_round"]), phase=str(config["phase"]), weights=weights)
+
+
+def reply_to_content(reply: HospitalReply) -> RecordDict:
+    content = RecordDict()
+    content["status"] = ConfigRecord(
+        {
+            "hospital_id": reply.hospital_id,
+            "server_round": reply.server_round,
+            "refused": reply.refused or "",
+            "ledger": json.dumps(reply.ledger),
+        }
+    )
+    metrics = {k: float(v) for k, v in reply.metrics.items() if v is not None and np.isfinite(v)}
+    metrics["num-examples"] = int(reply.num_examples)
+    content["metrics"] = MetricRecord(metrics)
+    if reply.weights is not None:
+        content["arrays"] = arrays_to_record(reply.weights)
+    return content
+
+
+def content_to_reply(content: RecordDict) -> HospitalReply:
+    status = content.config_records["status"]
+    metrics = dict(content.metric_records["metrics"])
+    num_examples = int(metrics.pop("num-examples"))
+    weights = record_to_arrays(content.array_records["arrays"]) if "arrays" in content.array_records else None
+    return HospitalReply(
+        hospital_id=int(status["hospital_id"]),
+        server_round=int(status["server_round"]),
+        num_examples=num_examples,
+        weights=weights,
+        metrics={k: float(v) for k, v in metrics.items()},
+        ledger=json.loads(str(status["ledger"])),
+        refused=str(status["refused"]) or None,
+    )
+
+
+def content_nbytes(content: RecordDict) -> int:
+    """Size in bytes of the serialized content (what Flower transmits for it)."""
+    return recorddict_to_proto(content).ByteSize()

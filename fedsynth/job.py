@@ -1,0 +1,94 @@
+"""The server side of a run, independent of Flower: rounds over a transport, then the run folder.
+
+``run_federation`` is what the ServerApp calls with a Grid transport and what tests or a
+Flower-free runner call with the in-process transport; both produce the same run folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fedsynth.config.schema import RunConfig
+from fedsynth.data import FederatedData, load_federation
+from fedsynth.data.records import Dataset
+from fedsynth.evaluation.utility import train_on_test_on
+from fedsynth.federation.coordinator import Coordinator, FederationResult
+from fedsynth.federation.registry import make_strategy
+from fedsynth.federation.transport import Transport
+from fedsynth.models.generator import build_generator
+from fedsynth.protocol import Arrays
+from fedsynth.runfolder import RunFolder
+from fedsynth.synthesis import save_class_grid, synthesize
+
+
+def pooled(datasets: list[Dataset]) -> Dataset:
+    """All records of ``datasets`` in one data set (same schema)."""
+    first = datasets[0]
+    return Dataset(
+        schema=first.schema,
+        labels=np.concatenate([d.labels for d in datasets]),
+        patient_ids=np.concatenate([d.patient_ids for d in datasets]),
+        images=None if first.images is None else np.concatenate([d.images for d in datasets]),
+        clinical=None if first.clinical is None else np.concatenate([d.clinical for d in datasets]),
+        source="pooled hospitals",
+    )
+
+
+def run_federation(config: RunConfig, transport: Transport, on_round: Callable[[dict], None] | None = None) -> dict:
+    """Train through ``transport``, then write the complete run folder; returns the summary."""
+    run = RunFolder(config.out_dir)
+    data = load_federation(config.data, config.federation.num_hospitals, config.seed)
+    run.write_config(config)
+    run.write_schema(data.schema)
+    model = build_generator(data.schema, config.model, config.seed)
+    strategy = make_strategy(config.federation.strategy, model.weights(), config.federation.min_hospitals)
+    result = Coordinator(config, strategy, transport, run, on_round).run_rounds()
+    return finalize(config, run, data, strategy.final_weights(), strategy.describe_final(), result)
+
+
+def finalize(
+    config: RunConfig,
+    run: RunFolder,
+    data: FederatedData,
+    weights: Arrays,
+    description: str,
+    result: FederationResult,
+) -> dict:
+    """Synthesize from the final model, score TSTR/TRTR, write privacy, summary and model."""
+    model = build_generator(data.schema, config.model, config.seed)
+    model.load_weights(weights)
+    synthetic = synthesize(model, config.evaluation.num_synthetic, seed=config.seed)
+    out = run.write_synthetic(synthetic)
+    save_class_grid(synthetic, out / "samples.png")
+    run.write_model(weights, config, data.schema, description)
+
+    plans = {
+        hid: {"noise_multiplier": ledger.events[-1].noise_multiplier, "sample_rate": ledger.events[-1].sample_rate}
+        for hid, ledger in result.ledgers.items()
+        if ledger.events
+    }
+    privacy = run.write_privacy(result.ledgers, config, data.schema, plans)
+    tstr = train_on_test_on(synthetic, data.test, seed=config.seed)
+    trtr = train_on_test_on(pooled(data.hospitals), data.test, seed=config.seed)
+    epsilons = {hid: h["epsilon"] for hid, h in privacy["hospitals"].items()}
+    summary = {
+        "private": privacy["private"],
+        "label": privacy["label"],
+        "epsilon": epsilons,
+        "max_epsilon": max((e for e in epsilons.values() if e is not None), default=None)
+        if privacy["private"]
+        else None,
+        "delta": config.privacy.delta,
+        "tstr": tstr,
+        "trtr": trtr,
+        "scored_model": description,
+        "strategy": config.federation.strategy,
+        "num_hospitals": config.federation.num_hospitals,
+        "rounds": result.rounds_run,
+        "num_synthetic": len(synthetic),
+        "test_split": {"records": len(data.test), "note": "held-out real records no hospital trained on"},
+    }
+    run.write_summary(summary)
+    return summary

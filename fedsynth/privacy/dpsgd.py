@@ -1,0 +1,110 @@
+"""DP-SGD for one network, built once and kept across rounds.
+
+Poisson sampling is done by the caller (:func:`poisson_sample`) on data that stays on the device;
+this module wraps the network in Opacus' ``GradSampleModule`` (per-sample gradients) and its
+optimizer in ``DPOptimizer`` (per-sample clipping, Gaussian noise, averaging by the *expected*
+batch size). The loss handed to :meth:`DPNetwork.step` is the *sum* of per-sample losses, so
+per-sample gradients are exact even when the network runs several forward passes per step.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import torch
+from opacus import GradSampleModule
+from opacus.optimizers import DPOptimizer
+from opacus.validators import ModuleValidator
+from torch import nn
+
+
+def poisson_sample(n: int, sample_rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Indices of a Poisson-sampled batch: each of ``n`` records is taken with prob. ``sample_rate``."""
+    mask = torch.rand(n, generator=generator) < sample_rate
+    return torch.nonzero(mask, as_tuple=False).flatten()
+
+
+def backward(loss: torch.Tensor) -> None:
+    """``loss.backward()`` without PyTorch's warning that Opacus' full backward hooks fire on
+    modules whose inputs need no gradient (always the case here: data never requires grad)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+        loss.backward()
+
+
+class DPNetwork:
+    """A network with its optimizer, trained privately (DP-SGD) or plainly (non-private baseline).
+
+    ``forward`` is the module to call in training steps (it records per-sample gradients when
+    private); ``module`` is the plain network, for inference and weight exchange.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        lr: float,
+        private: bool,
+        noise_multiplier: float,
+        max_grad_norm: float,
+        expected_batch_size: float,
+        noise_generator: torch.Generator | None,
+        betas: tuple[float, float] = (0.5, 0.999),
+    ) -> None:
+        self.module = module
+        self.private = private
+        base = torch.optim.Adam(module.parameters(), lr=lr, betas=betas)
+        self.base_optimizer = base
+        if private:
+            errors = ModuleValidator.validate(module, strict=False)
+            if errors:
+                raise ValueError(f"network is not compatible with DP-SGD: {errors}")
+            self.forward: nn.Module = GradSampleModule(module, batch_first=True, loss_reduction="sum")
+            self.optimizer: torch.optim.Optimizer = DPOptimizer(
+                base,
+                noise_multiplier=noise_multiplier,
+                max_grad_norm=max_grad_norm,
+                expected_batch_size=max(1, round(expected_batch_size)),
+                loss_reduction="mean",
+                generator=noise_generator,
+            )
+        else:
+            self.forward = module
+            self.optimizer = base
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.module.parameters()
+
+    def step(self, summed_loss: torch.Tensor | None) -> None:
+        """Backpropagate the summed per-sample loss and take one (DP) optimizer step.
+
+        ``None`` stands for an empty Poisson batch: a private step still releases pure noise (the
+        mechanism ran), a non-private step does nothing.
+        """
+        if summed_loss is None:
+            if not self.private:
+                return
+            for p in self.module.parameters():
+                if p.requires_grad:
+                    p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
+        else:
+            backward(summed_loss)
+        self.optimizer.step()
+        self.zero_grad()
+
+    def zero_grad(self) -> None:
+        """Drop gradients and per-sample gradients (also after a generator step through D)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.module.parameters():
+            p.grad = None
+            if hasattr(p, "grad_sample"):
+                p.grad_sample = None
+
+    def hooks(self, enabled: bool) -> None:
+        """Turn per-sample gradient capture on/off (off while the generator backpropagates through D)."""
+        if isinstance(self.forward, GradSampleModule):
+            if enabled:
+                self.forward.enable_hooks()
+            else:
+                self.forward.disable_hooks()

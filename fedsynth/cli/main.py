@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fedsynth.cli.report import register as register_report_commands
 from fedsynth.config import dumps_toml, load_config
 from fedsynth.errors import FedsynthError
 
@@ -73,15 +74,7 @@ def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
     typer.echo(dumps_toml(cfg))
 
 
-def _register_optional() -> None:
-    try:
-        from fedsynth.cli.report import register
-    except ImportError:  # the evaluation suite is optional at import time
-        return
-    register(app)
-
-
-_register_optional()
+register_report_commands(app)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ def test_defaults_are_valid_and_hashable():
     cfg = DataConfig()
     assert cfg.source == "phantom"
     assert cfg.image_size == 32
-    assert cfg.phantom_records == 1800 and cfg.phantom_classes == 2
+    assert cfg.phantom_records == 6000 and cfg.phantom_classes == 2
     assert cfg.partition == "iid"
     hash(cfg)  # used as a cache key
     assert DataConfig() == cfg

@@ -78,7 +78,7 @@ class DataConfig:
     min_records_per_hospital: int = 10
     #: Phantom: total records (test split included), number of classes (2 or 3) and strength
     #: of per-hospital scanner differences (0 = identical scanners).
-    phantom_records: int = 1800
+    phantom_records: int = 6000
     phantom_classes: int = 2
     scanner_shift: float = 0.3
 

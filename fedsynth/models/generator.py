@@ -71,8 +71,8 @@ class MultimodalGenerator(nn.Module):
         """Stage 2 + 3: synthetic (images, clinical rows) for the given conditioning labels."""
         device = next(self.parameters()).device
         noise = torch.randn(labels.shape[0], self.config.noise_dim, generator=generator, device="cpu").to(device)
-        latent = self.generator(noise, labels.to(device))
-        return self.autoencoder.decode(latent)
+        labels = labels.to(device)
+        return self.autoencoder.decode(self.generator(noise, labels), labels, generator)
 
 
 def build_generator(schema: Schema, config: ModelConfig, seed: int) -> MultimodalGenerator:

@@ -1,7 +1,8 @@
 """Stage 1, image modality: a convolutional encoder/decoder pair.
 
 Opacus-compatible by construction: GroupNorm instead of BatchNorm, no spectral norm. The encoder
-maps an image to a latent vector in [-1, 1] (tanh), the space in which the stage-2 GAN works.
+maps an image to the mean and log-variance of a Gaussian posterior over its latent vector (a
+variational autoencoder), so latents stay close to N(0, I): the space in which the stage-2 GAN works.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def _up(cin: int, cout: int, groups: int) -> nn.Sequential:
 
 
 class ImageEncoder(nn.Module):
-    """(B, C, H, W) in [0, 1] -> (B, latent_dim) in [-1, 1]; three stride-2 convolutions."""
+    """(B, C, H, W) in [0, 1] -> (B, 2 * latent_dim): posterior mean then log-variance."""
 
     def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, channels: int, groups: int) -> None:
         super().__init__()
@@ -33,10 +34,10 @@ class ImageEncoder(nn.Module):
         )
         with torch.no_grad():
             flat = self.features(torch.zeros(1, c, h, w)).numel()
-        self.head = nn.Linear(flat, latent_dim)
+        self.head = nn.Linear(flat, 2 * latent_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.head(self.features(x * 2 - 1).flatten(1)))
+        return self.head(self.features(x * 2 - 1).flatten(1))
 
 
 class ImageDecoder(nn.Module):

@@ -13,11 +13,20 @@ from torch import nn
 
 
 class LatentGenerator(nn.Module):
-    """(noise, label) -> latent vector in [-1, 1]."""
+    """(noise, label) -> latent vector (unbounded, like the autoencoder's posterior means).
+
+    The output is a residual on the autoencoder's prior: ``noise[:, :latent_dim] + net(noise, y)``
+    with the last layer initialized to zero. Before any training the generator samples N(0, I),
+    which the variational decoder already turns into plausible records, and it keeps full support
+    while the GAN refines it (less mode dropping under few, noisy discriminator steps).
+    """
 
     def __init__(self, noise_dim: int, num_classes: int, latent_dim: int, hidden: int) -> None:
         super().__init__()
+        if noise_dim < latent_dim:
+            raise ValueError(f"noise_dim ({noise_dim}) must be at least the latent dimension ({latent_dim})")
         self.noise_dim = noise_dim
+        self.latent_dim = latent_dim
         self.embed = nn.Embedding(num_classes, noise_dim)
         self.net = nn.Sequential(
             nn.Linear(2 * noise_dim, hidden),
@@ -26,9 +35,11 @@ class LatentGenerator(nn.Module):
             nn.LeakyReLU(0.2),
             nn.Linear(hidden, latent_dim),
         )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(torch.cat([noise, self.embed(labels)], dim=1)))
+        return noise[:, : self.latent_dim] + self.net(torch.cat([noise, self.embed(labels)], dim=1))
 
 
 class LatentDiscriminator(nn.Module):

@@ -14,9 +14,7 @@ from flwr.clientapp import ClientApp
 
 from fedsynth.config import RunConfig, from_flat
 from fedsynth.federation import wire
-from fedsynth.hospital.hospital import resolve_device
-from fedsynth.hospital.resident import ResidentHospitals
-from fedsynth.runfolder import RunFolder
+from fedsynth.hospital.service import HospitalService
 
 
 def hospital_id_of(context: Context) -> int:
@@ -30,15 +28,13 @@ def hospital_id_of(context: Context) -> int:
 def build_client_app(config: RunConfig | None = None) -> ClientApp:
     """A ClientApp bound to ``config``, or reading it from the run config when None (``flwr run``)."""
     app = ClientApp()
-    resident = ResidentHospitals()
+    service: HospitalService | None = None
 
     def run_config(context: Context) -> RunConfig:
         return config if config is not None else from_flat(context.run_config)
 
-    def state_dir(context: Context, cfg: RunConfig, hospital_id: int) -> Path:
-        if "state-dir" in context.node_config:
-            return Path(str(context.node_config["state-dir"]))
-        return RunFolder(cfg.out_dir).hospital_state_dir(hospital_id)
+    def state_dir(context: Context) -> Path | None:
+        return Path(str(context.node_config["state-dir"])) if "state-dir" in context.node_config else None
 
     @app.query()
     def identify(msg: Message, context: Context) -> Message:
@@ -47,14 +43,12 @@ def build_client_app(config: RunConfig | None = None) -> ClientApp:
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
+        nonlocal service
         cfg = run_config(context)
-        hospital_id = hospital_id_of(context)
+        if service is None:  # a late hospital really misses the server's deadline
+            service = HospitalService(late_seconds=cfg.federation.round_timeout + 2)
         instruction = wire.content_to_instruction(msg.content)
-        where = state_dir(context, cfg, hospital_id)
-        device = resolve_device(cfg.simulation.device)
-        hospital = resident.get(hospital_id, cfg, where, device, instruction.server_round)
-        reply = hospital.train_round(instruction)
-        resident.finished(hospital, where, instruction.server_round)
+        reply = service.handle(hospital_id_of(context), cfg, instruction, state_dir(context))
         return Message(content=wire.reply_to_content(reply), reply_to=msg)
 
     return app

@@ -74,6 +74,27 @@ class RunFolder:
             f.write(json.dumps(_clean(record), allow_nan=False) + "\n")
             f.flush()
 
+    def set_aside_metrics(self, after_round: int) -> None:
+        """On resume: move log lines of rounds after ``after_round`` (an interrupted round) to
+        ``metrics.interrupted.jsonl``, so the round is logged once when it runs again and nothing
+        is deleted."""
+        if not self.metrics_path.exists():
+            return
+        keep, aside = [], []
+        for line in self.metrics_path.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                (aside if json.loads(line).get("round", 0) > after_round else keep).append(line)
+            except json.JSONDecodeError:  # a line cut by the crash
+                aside.append(line)
+        if aside:
+            with (self.path / "metrics.interrupted.jsonl").open("a") as f:
+                f.write("\n".join(aside) + "\n")
+        tmp = self.metrics_path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, self.metrics_path)
+
     def read_metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
             return []

@@ -18,7 +18,7 @@ def backend_config(config: RunConfig) -> dict:
     return {"client_resources": resources, "init_args": {"logging_level": logging.WARNING, "log_to_driver": True}}
 
 
-def simulate(config: RunConfig, verbose: bool = False) -> dict:
+def simulate(config: RunConfig, verbose: bool = False, resume: bool = False) -> dict:
     """Train with ``config.federation.num_hospitals`` simulated SuperNodes; returns summary.json."""
     from flwr.simulation import run_simulation
 
@@ -28,7 +28,7 @@ def simulate(config: RunConfig, verbose: bool = False) -> dict:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     Path(config.out_dir).mkdir(parents=True, exist_ok=True)
     run_simulation(
-        server_app=build_server_app(config),
+        server_app=build_server_app(config, resume=resume),
         client_app=build_client_app(config),
         num_supernodes=config.federation.num_hospitals,
         backend_config=backend_config(config),
@@ -38,3 +38,16 @@ def simulate(config: RunConfig, verbose: bool = False) -> dict:
     if not summary.exists():
         raise RuntimeError(f"the simulation ended without writing {summary}; see the log above")
     return json.loads(summary.read_text())
+
+
+def simulate_in_process(config: RunConfig, resume: bool = False) -> dict:
+    """The same hospitals, strategy and run folder without Flower: every hospital is served in
+    this process and messages still pass through the wire module (and are counted).
+
+    Used for quick sweeps, the centralized baseline and tests; the Flower simulation engine stays
+    the default path.
+    """
+    from fedsynth.federation.transport import InProcessTransport
+    from fedsynth.job import run_federation
+
+    return run_federation(config, InProcessTransport(config), resume=resume)

@@ -11,8 +11,9 @@ from fedsynth.job import run_federation
 from fedsynth.progress import RoundPrinter
 
 
-def build_server_app(config: RunConfig | None = None) -> ServerApp:
-    """A ServerApp bound to ``config``, or reading it from the run config when None (``flwr run``)."""
+def build_server_app(config: RunConfig | None = None, resume: bool = False) -> ServerApp:
+    """A ServerApp bound to ``config``, or reading it from the run config when None (``flwr run``);
+    with ``resume`` it continues the run folder's last checkpoint."""
     app = ServerApp()
 
     @app.main()
@@ -20,7 +21,7 @@ def build_server_app(config: RunConfig | None = None) -> ServerApp:
         cfg = config if config is not None else from_flat(context.run_config)
         transport = GridTransport(grid, cfg.federation.num_hospitals)
         with RoundPrinter(cfg) as printer:
-            summary = run_federation(cfg, transport, on_round=printer.round_done)
+            summary = run_federation(cfg, transport, on_round=printer.round_done, resume=resume)
             printer.finished(summary)
 
     return app

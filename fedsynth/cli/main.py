@@ -41,6 +41,13 @@ def simulate(
     config: ConfigOption = None,
     set_: SetOption = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to write (overrides out_dir).")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue the interrupted run in this folder (its config.toml and checkpoints)."),
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="'flower' (Flower's simulation engine, Ray) or 'inprocess' (no Flower, same code).")
+    ] = "flower",
     verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's own logs.")] = False,
 ) -> None:
     """Train N simulated hospitals with Flower's simulation engine and write a run folder.
@@ -48,15 +55,30 @@ def simulate(
     The run folder holds config.toml, metrics.jsonl, privacy.json, summary.json, model/ and
     synthetic/ (samples.npz, samples.png). Resources per hospital: simulation.num_cpus and
     simulation.num_gpus (fractional); device: simulation.device (auto, cpu, cuda[:N]).
+    With --resume DIR the run continues after the last round DIR's server checkpointed; the
+    hospitals restore their own saved state and keep every privacy-ledger entry.
     """
-    from fedsynth.simulation import simulate as run
+    from fedsynth.simulation import simulate as run_flower
+    from fedsynth.simulation import simulate_in_process
 
     try:
-        cfg = _load(config, set_, out)
-        target = Path(cfg.out_dir)
-        if (target / "summary.json").exists() or (target / "metrics.jsonl").exists():
-            raise FedsynthError(f"{target} already holds a run: choose another --out or remove it")
-        summary = run(cfg, verbose=verbose)
+        if engine not in ("flower", "inprocess"):
+            raise FedsynthError(f"--engine {engine!r}: expected 'flower' or 'inprocess'")
+        if resume is not None:
+            if config is not None or set_ or out is not None:
+                raise FedsynthError("--resume takes the run's own config.toml: drop --config/--set/--out")
+            if not (resume / "config.toml").is_file():
+                raise FedsynthError(f"{resume}: no config.toml, not a run folder")
+            cfg = load_config(resume / "config.toml", [f'out_dir="{resume}"'])
+        else:
+            cfg = _load(config, set_, out)
+            target = Path(cfg.out_dir)
+            if (target / "summary.json").exists() or (target / "metrics.jsonl").exists():
+                raise FedsynthError(f"{target} already holds a run: choose another --out, or --resume it")
+        if engine == "flower":
+            summary = run_flower(cfg, verbose=verbose, resume=resume is not None)
+        else:
+            summary = simulate_in_process(cfg, resume=resume is not None)
     except FedsynthError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e

@@ -29,6 +29,13 @@ class ModelConfig:
     noise_dim: int = 32
     gan_hidden: int = 128
     groups: int = 4
+    #: Weight of the autoencoder's label head (0 = unsupervised latent space).
+    label_weight: float = 1.0
+    #: Weights of the image (pixel MSE) and table (per-column MSE/CE) reconstruction losses.
+    image_loss_weight: float = 40.0
+    table_loss_weight: float = 20.0
+    #: Weight of the KL term that keeps latents close to N(0, I).
+    kl_weight: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("image_latent_dim", "table_latent_dim", "image_channels", "table_hidden", "noise_dim"):
@@ -50,15 +57,18 @@ class TrainConfig:
     phase (stage 2: latent conditional GAN on the frozen global encoders).
     """
 
-    rounds_autoencoder: int = 4
-    rounds_gan: int = 8
-    local_steps_autoencoder: int = 25
-    local_steps_gan: int = 40
+    rounds_autoencoder: int = 6
+    rounds_gan: int = 4
+    local_steps_autoencoder: int = 100
+    local_steps_gan: int = 50
     batch_size: int = 64
     lr_autoencoder: float = 2e-3
     lr_generator: float = 1e-3
     lr_discriminator: float = 1e-3
     generator_steps_per_round: int = 20
+    #: Weight of the auxiliary-classifier term in the generator loss (AC-GAN). Large weights push
+    #: generated records away from the class boundary (exaggerated class differences).
+    generator_class_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.rounds_autoencoder >= 0, "train.rounds_autoencoder", "an integer >= 0", self.rounds_autoencoder)
@@ -121,12 +131,30 @@ class PrivacyConfig:
 
 @dataclass(frozen=True)
 class FederationConfig:
-    """How many hospitals, which strategy plugin, and how long the server waits."""
+    """Topology (strategy plugin), aggregation rule, and how long the server waits.
+
+    ``fedavg`` is a star: the server aggregates every round with ``aggregation`` (``mean`` is
+    FedAvg weighted by examples; ``median``, ``trimmed_mean`` and ``krum`` are robust rules).
+    ``ring`` passes models from hospital to hospital (relayed by the server); each hospital merges
+    what it receives with its own model using ``aggregation``.
+    """
 
     num_hospitals: int = 3
     strategy: str = "fedavg"
+    aggregation: str = "mean"
+    trim_fraction: float = 0.2
+    krum_malicious: int = 1
+    krum_multi: int = 1
     min_hospitals: int = 1
     round_timeout: float = 600.0
+    #: Largest update (MB) the server accepts from one hospital.
+    max_update_mb: float = 200.0
+    #: Ring: "sequential" (one pass around the ring per round) or "synchronous" (all at once).
+    ring_schedule: Literal["sequential", "synchronous"] = "sequential"
+    #: Ring order as comma-separated hospital ids; empty means 0, 1, ..., N-1.
+    ring_order: str = ""
+    #: Which ring model the summary scores: "average" of all hospitals' final models, or "last".
+    ring_final: Literal["average", "last"] = "average"
 
     def __post_init__(self) -> None:
         _require(self.num_hospitals >= 1, "federation.num_hospitals", "at least 1 hospital", self.num_hospitals)
@@ -137,6 +165,64 @@ class FederationConfig:
             self.min_hospitals,
         )
         _require(self.round_timeout > 0, "federation.round_timeout", "a positive number of seconds", self.round_timeout)
+        _require(self.max_update_mb > 0, "federation.max_update_mb", "a positive size in MB", self.max_update_mb)
+        order = self.ring_hospitals()
+        _require(
+            sorted(order) == list(range(self.num_hospitals)),
+            "federation.ring_order",
+            f"a permutation of 0..{self.num_hospitals - 1}",
+            self.ring_order,
+        )
+
+    def ring_hospitals(self) -> list[int]:
+        """The ring order (hospital ids)."""
+        if not self.ring_order.strip():
+            return list(range(self.num_hospitals))
+        try:
+            return [int(x) for x in self.ring_order.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"federation.ring_order = {self.ring_order!r}: expected comma-separated hospital ids"
+            ) from None
+
+    def aggregation_params(self) -> dict:
+        """Parameters of the configured aggregation rule."""
+        if self.aggregation == "trimmed_mean":
+            return {"trim_fraction": self.trim_fraction}
+        if self.aggregation == "krum":
+            return {"num_malicious": self.krum_malicious, "multi": self.krum_multi}
+        return {}
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Fault injection for simulation: comma-separated ``HOSPITAL@ROUND`` (or ``@FIRST-LAST``).
+
+    ``drop``: the hospital leaves for good from that round on; ``late``: it answers after the
+    round timeout; ``crash``: it crashes (losing its in-memory state) for those rounds and rejoins
+    from its saved state afterwards; ``corrupt``: it sends NaN weights (the server must reject them).
+    """
+
+    drop: str = ""
+    late: str = ""
+    crash: str = ""
+    corrupt: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Network model for the simulated communication time of each round."""
+
+    bandwidth_mbps: float = 100.0
+    latency_ms: float = 20.0
+    server_mbps: float = 1000.0
+    #: Per-site overrides "HOSPITAL:UPLINK/DOWNLINK/LATENCY_MS", comma-separated.
+    sites: str = ""
+
+    def __post_init__(self) -> None:
+        _require(self.bandwidth_mbps > 0, "network.bandwidth_mbps", "a positive bandwidth", self.bandwidth_mbps)
+        _require(self.latency_ms >= 0, "network.latency_ms", "a latency >= 0", self.latency_ms)
+        _require(self.server_mbps > 0, "network.server_mbps", "a positive bandwidth", self.server_mbps)
 
 
 @dataclass(frozen=True)
@@ -163,6 +249,8 @@ class EvaluationConfig:
     """What the server does with the final generator."""
 
     num_synthetic: int = 1000
+    #: Also train a centralized generator on the pooled records (same budget) for AMP.
+    centralized_baseline: bool = True
 
     def __post_init__(self) -> None:
         _require(self.num_synthetic >= 10, "evaluation.num_synthetic", "at least 10 samples", self.num_synthetic)
@@ -180,5 +268,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)

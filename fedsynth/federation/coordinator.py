@@ -1,21 +1,35 @@
 """The coordinator: drives a strategy's rounds over a transport and logs every round.
 
 It knows neither Flower nor the topology: the strategy yields waves of instructions, the transport
-delivers them, and the coordinator records per-hospital and per-round metrics (including the
-serialized bytes of every message) in the run folder.
+delivers them, and the coordinator
+
+- rejects malformed updates (names, shapes, dtypes, NaN/Inf, size) before the strategy sees them,
+- records per-hospital and per-round metrics: serialized bytes of every message per edge
+  (uplink/downlink), the simulated communication time under the network model, the Federated
+  Consistency (dispersion of the hospitals' models), lost work,
+- persists a server checkpoint after every round so a killed run can resume.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fedsynth.config.schema import RunConfig
-from fedsynth.federation.strategy import RoundOutcome, Strategy
-from fedsynth.federation.transport import Transport
+from fedsynth.federation.checkpoint import ServerCheckpoint
+from fedsynth.federation.consistency import weight_dispersion
+from fedsynth.federation.network import NetworkModel, Transfer, exchange_waves, parse_site_overrides, round_wall_time
+from fedsynth.federation.strategy import RoundOutcome, Send, Strategy
+from fedsynth.federation.transport import Exchange, Transport
+from fedsynth.federation.validation import reference_of, validate_update
+from fedsynth.models.generator import phase_networks
 from fedsynth.privacy.ledger import PrivacyLedger
+from fedsynth.protocol import Arrays, HospitalReply
 from fedsynth.runfolder import RunFolder
+
+log = logging.getLogger("fedsynth.server")
 
 
 @dataclass
@@ -24,6 +38,11 @@ class FederationResult:
 
     ledgers: dict[int, PrivacyLedger] = field(default_factory=dict)
     rounds_run: int = 0
+
+
+def network_model(config: RunConfig) -> NetworkModel:
+    n = config.network
+    return NetworkModel(n.bandwidth_mbps, n.latency_ms, n.server_mbps, parse_site_overrides(n.sites))
 
 
 class Coordinator:
@@ -42,63 +61,155 @@ class Coordinator:
         self.transport = transport
         self.run = run
         self.on_round = on_round
+        self.network = network_model(config)
+        self.checkpoint = ServerCheckpoint(run.path / "server")
 
-    def run_rounds(self) -> FederationResult:
+    def run_rounds(self, resume: bool = False) -> FederationResult:
         result = FederationResult()
+        start = 1
+        if resume:
+            start = self._restore(result)
         hospitals = self.transport.hospitals()
-        for server_round in range(1, self.config.train.num_rounds + 1):
+        for server_round in range(start, self.config.train.num_rounds + 1):
             self._run_round(server_round, hospitals, result)
             result.rounds_run = server_round
+            self.checkpoint.save(server_round, self.strategy.state_dict(), result.ledgers)
         return result
+
+    def _restore(self, result: FederationResult) -> int:
+        """Load the newest checkpoint; set aside log lines of rounds after it (kept, not deleted)."""
+        saved = self.checkpoint.latest()
+        if saved is None:
+            self.run.set_aside_metrics(after_round=0)
+            return 1
+        server_round, strategy_state, ledgers = saved
+        self.strategy.load_state_dict(strategy_state)
+        result.ledgers.update(ledgers)
+        result.rounds_run = server_round
+        self.run.set_aside_metrics(after_round=server_round)
+        log.info("resuming after round %d", server_round)
+        return server_round + 1
 
     def _run_round(self, server_round: int, hospitals: list[int], result: FederationResult) -> None:
         phase = self.config.train.phase_of_round(server_round)
         started = time.perf_counter()
+        reference = reference_of(
+            self.strategy.weights, [k for k in self.strategy.weights if k.split(".")[0] in phase_networks(phase)]
+        )
+        max_bytes = int(self.config.federation.max_update_mb * 1e6)
         plan = self.strategy.run_round(server_round, phase, hospitals)
-        bytes_down = bytes_up = 0
+        waves: list[list[Transfer]] = []
+        edges: dict[str, int] = {}
+        totals = {"bytes_down": 0, "bytes_up": 0}
         failures: dict[int, str] = {}
+        rejected: dict[int, str] = {}
+        models: list[Arrays] = []
         try:
             sends = next(plan)
             while True:
                 exchange = self.transport.exchange(sends, timeout=self.config.federation.round_timeout)
                 failures.update(exchange.failures)
-                bytes_down += sum(exchange.bytes_down.values())
-                bytes_up += sum(exchange.bytes_up.values())
+                accepted = self._screen(exchange, reference, max_bytes, rejected)
+                self._count(sends, exchange, waves, edges, totals)
                 for reply in exchange.replies:
                     result.ledgers[reply.hospital_id] = PrivacyLedger.from_dict(reply.ledger)
-                    self.run.append_metrics(
-                        {
-                            "kind": "hospital",
-                            "round": server_round,
-                            "hospital": reply.hospital_id,
-                            "phase": phase,
-                            "num_examples": reply.num_examples,
-                            "refused": reply.refused,
-                            "bytes_down": exchange.bytes_down.get(reply.hospital_id, 0),
-                            "bytes_up": exchange.bytes_up.get(reply.hospital_id, 0),
-                            **reply.metrics,
-                        }
-                    )
-                sends = plan.send(exchange.replies)
+                    self._log_hospital(server_round, phase, reply, exchange, rejected.get(reply.hospital_id))
+                models += [r.weights for r in accepted if r.weights is not None and r.refused is None]
+                sends = plan.send(accepted)
         except StopIteration as stop:
             outcome: RoundOutcome = stop.value
-        record = {
+        record = self._server_record(
+            server_round, phase, outcome, failures, rejected, totals, edges, waves, models, result
+        )
+        record["seconds"] = time.perf_counter() - started
+        self.run.append_metrics(record)
+        if self.on_round is not None:
+            self.on_round(record)
+
+    def _screen(
+        self, exchange: Exchange, reference: dict, max_bytes: int, rejected: dict[int, str]
+    ) -> list[HospitalReply]:
+        """Replies the strategy may use; malformed updates are logged and dropped."""
+        kept = []
+        for reply in exchange.replies:
+            if reply.refused is None:
+                reason = validate_update(reply.weights, reference, reply.hospital_id, max_bytes)
+                if reason is not None:
+                    log.warning("rejected update: %s", reason)
+                    rejected[reply.hospital_id] = reason
+                    continue
+            kept.append(reply)
+        return kept
+
+    @staticmethod
+    def _count(
+        sends: list[Send], exchange: Exchange, waves: list, edges: dict[str, int], totals: dict[str, int]
+    ) -> None:
+        waves.extend(exchange_waves(exchange.bytes_down, exchange.bytes_up))
+        for send in sends:
+            down = exchange.bytes_down.get(send.hospital_id, 0)
+            origin = "server" if send.source is None else f"hospital-{send.source}(relayed)"
+            key = f"{origin}->hospital-{send.hospital_id}"
+            edges[key] = edges.get(key, 0) + down
+            totals["bytes_down"] += down
+        for hid, up in exchange.bytes_up.items():
+            key = f"hospital-{hid}->server"
+            edges[key] = edges.get(key, 0) + up
+            totals["bytes_up"] += up
+
+    def _log_hospital(
+        self, server_round: int, phase: str, reply: HospitalReply, exchange: Exchange, rejected: str | None
+    ) -> None:
+        self.run.append_metrics(
+            {
+                "kind": "hospital",
+                "round": server_round,
+                "hospital": reply.hospital_id,
+                "phase": phase,
+                "num_examples": reply.num_examples,
+                "refused": reply.refused,
+                "rejected": rejected,
+                "bytes_down": exchange.bytes_down.get(reply.hospital_id, 0),
+                "bytes_up": exchange.bytes_up.get(reply.hospital_id, 0),
+                **reply.metrics,
+            }
+        )
+
+    def _server_record(
+        self,
+        server_round: int,
+        phase: str,
+        outcome: RoundOutcome,
+        failures: dict[int, str],
+        rejected: dict[int, str],
+        totals: dict[str, int],
+        edges: dict[str, int],
+        waves: list,
+        models: list[Arrays],
+        result: FederationResult,
+    ) -> dict:
+        lost = sorted(set(failures) | set(rejected) | set(outcome.refused))
+        consistency = weight_dispersion(models) if len(models) >= 2 else None
+        for hid, reason in failures.items():
+            log.warning("round %d: hospital %d failed: %s", server_round, hid, reason)
+        return {
             "kind": "server",
             "round": server_round,
             "phase": phase,
             "strategy": self.strategy.name,
-            "seconds": time.perf_counter() - started,
             "accepted": outcome.accepted,
             "refused": outcome.refused,
             "failed": failures,
-            "bytes_down": bytes_down,
-            "bytes_up": bytes_up,
+            "rejected": rejected,
+            "skipped": outcome.skipped,
+            "lost_work": {"hospitals": lost, "hospital_rounds": len(lost)},
+            **totals,
+            "bytes_per_edge": edges,
+            "sim_comm_seconds": round_wall_time(waves, self.network),
+            "federated_consistency": consistency,
             "max_epsilon": _max_epsilon(result.ledgers),
             **outcome.metrics,
         }
-        self.run.append_metrics(record)
-        if self.on_round is not None:
-            self.on_round(record)
 
 
 def _max_epsilon(ledgers: dict[int, PrivacyLedger]) -> float | None:

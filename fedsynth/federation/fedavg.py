@@ -1,14 +1,19 @@
-"""Star FedAvg: every hospital trains from the global model; the server averages by examples."""
+"""Star topology: every hospital trains from the global model; the server aggregates.
+
+With ``rule = "mean"`` this is FedAvg (McMahan et al. 2017) weighted by examples; ``median``,
+``trimmed_mean`` and ``krum`` give the robust variants (see :mod:`fedsynth.federation.aggregation`).
+"""
 
 from __future__ import annotations
 
-from fedsynth.federation.aggregation import weighted_mean
+from fedsynth.errors import ConfigError
+from fedsynth.federation.aggregation import aggregate
 from fedsynth.federation.strategy import RoundOutcome, RoundPlan, Send, Strategy
 from fedsynth.protocol import RoundInstruction
 
 
 class FedAvg(Strategy):
-    """FedAvg (McMahan et al. 2017) on the arrays each phase trains, weighted by ``num_examples``."""
+    """Star aggregation of the arrays each phase trains."""
 
     name = "fedavg"
 
@@ -19,16 +24,19 @@ class FedAvg(Strategy):
         answered = {r.hospital_id for r in replies}
         outcome.missing = [h for h in hospitals if h not in answered]
         updates = []
-        for reply in replies:
+        for reply in sorted(replies, key=lambda r: r.hospital_id):  # order-independent result
             if reply.refused is not None:
                 outcome.refused[reply.hospital_id] = reply.refused
             elif reply.weights is not None:
                 outcome.accepted.append(reply.hospital_id)
                 updates.append((reply.weights, float(reply.num_examples)))
-        if len(updates) >= self.min_hospitals:
-            self.weights.update(weighted_mean(updates))
-            outcome.metrics["aggregated"] = 1.0
-        else:
-            outcome.metrics["aggregated"] = 0.0
+        enough = len(updates) >= self.min_hospitals
+        if enough:
+            try:
+                self.weights.update(aggregate(self.rule, updates, **self.rule_params))
+            except ConfigError as e:  # e.g. too few updates left for Krum after failures
+                outcome.metrics["aggregation_error"] = str(e)  # type: ignore[assignment]
+                enough = False
+        outcome.metrics["aggregated"] = 1.0 if enough else 0.0
         outcome.metrics["hospitals_accepted"] = float(len(updates))
         return outcome

@@ -1,19 +1,45 @@
-"""Strategy plugins by name."""
+"""Strategy plugins by name, built from the federation configuration."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from fedsynth.config.schema import FederationConfig
 from fedsynth.errors import ConfigError
+from fedsynth.federation.aggregation import check_rule
 from fedsynth.federation.fedavg import FedAvg
+from fedsynth.federation.ring import Ring
 from fedsynth.federation.strategy import Strategy
 from fedsynth.protocol import Arrays
 
-STRATEGIES: dict[str, type[Strategy]] = {FedAvg.name: FedAvg}
+
+def _fedavg(config: FederationConfig, weights: Arrays) -> Strategy:
+    return FedAvg(weights, config.min_hospitals, config.aggregation, config.aggregation_params())
 
 
-def make_strategy(name: str, initial_weights: Arrays, min_hospitals: int = 1) -> Strategy:
-    """Instantiate the strategy plugin called ``name``."""
+def _ring(config: FederationConfig, weights: Arrays) -> Strategy:
+    return Ring(
+        weights,
+        config.min_hospitals,
+        config.aggregation,
+        config.aggregation_params(),
+        order=config.ring_hospitals(),
+        schedule=config.ring_schedule,
+        final=config.ring_final,
+    )
+
+
+STRATEGIES: dict[str, Callable[[FederationConfig, Arrays], Strategy]] = {"fedavg": _fedavg, "ring": _ring}
+
+
+def make_strategy(config: FederationConfig, initial_weights: Arrays) -> Strategy:
+    """Instantiate the strategy plugin named by ``config.strategy``, checking its aggregation rule."""
     try:
-        cls = STRATEGIES[name]
+        factory = STRATEGIES[config.strategy]
     except KeyError:
-        raise ConfigError(f"federation.strategy = {name!r}: expected one of {sorted(STRATEGIES)}") from None
-    return cls(initial_weights, min_hospitals=min_hospitals)
+        raise ConfigError(f"federation.strategy = {config.strategy!r}: expected one of {sorted(STRATEGIES)}") from None
+    # A star aggregates all hospitals at once; a ring merges two models at a time.
+    check_rule(
+        config.aggregation, config.num_hospitals if config.strategy == "fedavg" else 2, **config.aggregation_params()
+    )
+    return factory(config, initial_weights)

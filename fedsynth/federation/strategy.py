@@ -18,10 +18,11 @@ from fedsynth.protocol import Arrays, HospitalReply, RoundInstruction
 
 @dataclass(frozen=True)
 class Send:
-    """One instruction for one hospital."""
+    """One instruction for one hospital; ``source`` names the hospital whose model it relays (ring)."""
 
     hospital_id: int
     instruction: RoundInstruction
+    source: int | None = None
 
 
 @dataclass
@@ -32,6 +33,8 @@ class RoundOutcome:
     refused: dict[int, str] = field(default_factory=dict)
     missing: list[int] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    #: Hospitals the topology routed around (ring: a dead successor skipped).
+    skipped: list[int] = field(default_factory=list)
 
 
 RoundPlan = Generator[list[Send], list[HospitalReply], RoundOutcome]
@@ -42,9 +45,13 @@ class Strategy(ABC):
 
     name: str = ""
 
-    def __init__(self, initial_weights: Arrays, min_hospitals: int = 1) -> None:
+    def __init__(
+        self, initial_weights: Arrays, min_hospitals: int = 1, rule: str = "mean", rule_params: dict | None = None
+    ) -> None:
         self.weights: Arrays = dict(initial_weights)
         self.min_hospitals = min_hospitals
+        self.rule = rule
+        self.rule_params = dict(rule_params or {})
 
     @abstractmethod
     def run_round(self, server_round: int, phase: str, hospitals: list[int]) -> RoundPlan:
@@ -56,3 +63,10 @@ class Strategy(ABC):
 
     def describe_final(self) -> str:
         return "the global model after the last round"
+
+    def state_dict(self) -> dict:
+        """What the server must persist to resume this strategy after a crash."""
+        return {"weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weights = dict(state["weights"])

@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from fedsynth.config.schema import RunConfig
 from fedsynth.federation import wire
+from fedsynth.federation.faults import HospitalLate, HospitalUnavailable
 from fedsynth.federation.strategy import Send
-from fedsynth.hospital.hospital import Hospital
+from fedsynth.hospital.service import HospitalService
 from fedsynth.protocol import HospitalReply
 
 
@@ -39,20 +41,29 @@ class Transport(Protocol):
 
 
 class InProcessTransport:
-    """Hospitals as objects in this process (Flower-free); messages still go through the wire."""
+    """Hospitals served in this process (Flower-free); messages still go through the wire.
 
-    def __init__(self, hospitals: dict[int, Hospital]) -> None:
-        self._hospitals = hospitals
+    Faults configured for simulation apply as behind Flower: an unavailable hospital is a failure,
+    a late one misses the round.
+    """
+
+    def __init__(self, config: RunConfig, service: HospitalService | None = None) -> None:
+        self.config = config
+        self.service = service or HospitalService()
 
     def hospitals(self) -> list[int]:
-        return sorted(self._hospitals)
+        return list(range(self.config.federation.num_hospitals))
 
     def exchange(self, sends: list[Send], timeout: float) -> Exchange:
         out = Exchange()
         for send in sends:
             content = wire.instruction_to_content(send.instruction)
             out.bytes_down[send.hospital_id] = wire.content_nbytes(content)
-            reply = self._hospitals[send.hospital_id].train_round(wire.content_to_instruction(content))
+            try:
+                reply = self.service.handle(send.hospital_id, self.config, wire.content_to_instruction(content))
+            except (HospitalUnavailable, HospitalLate) as e:
+                out.failures[send.hospital_id] = str(e)
+                continue
             reply_content = wire.reply_to_content(reply)
             out.bytes_up[send.hospital_id] = wire.content_nbytes(reply_content)
             out.replies.append(wire.content_to_reply(reply_content))

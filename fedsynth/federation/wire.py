@@ -27,22 +27,43 @@ def record_to_arrays(record: ArrayRecord) -> Arrays:
 
 def instruction_to_content(instruction: RoundInstruction) -> RecordDict:
     content = RecordDict()
+    merge = instruction.merge or []
     content["config"] = ConfigRecord(
         {
             "server_round": instruction.server_round,
             "phase": instruction.phase,
             "has_weights": instruction.weights is not None,
+            "merge_count": len(merge),
+            "merge_weights": json.dumps([w for _, w in merge]),
+            "merge_rule": instruction.merge_rule,
+            "merge_params": json.dumps(instruction.merge_params),
+            "own_weight": float(instruction.own_weight),
         }
     )
     if instruction.weights is not None:
         content["arrays"] = arrays_to_record(instruction.weights)
+    for i, (arrays, _) in enumerate(merge):
+        content[f"merge-{i}"] = arrays_to_record(arrays)
     return content
 
 
 def content_to_instruction(content: RecordDict) -> RoundInstruction:
     config = content.config_records["config"]
     weights = record_to_arrays(content.array_records["arrays"]) if bool(config["has_weights"]) else None
-    return RoundInstruction(server_round=int(config["server_round"]), phase=str(config["phase"]), weights=weights)
+    merge_weights = json.loads(str(config["merge_weights"]))
+    merge = [
+        (record_to_arrays(content.array_records[f"merge-{i}"]), float(merge_weights[i]))
+        for i in range(int(config["merge_count"]))
+    ]
+    return RoundInstruction(
+        server_round=int(config["server_round"]),
+        phase=str(config["phase"]),
+        weights=weights,
+        merge=merge or None,
+        merge_rule=str(config["merge_rule"]),
+        merge_params=json.loads(str(config["merge_params"])),
+        own_weight=float(config["own_weight"]),
+    )
 
 
 def reply_to_content(reply: HospitalReply) -> RecordDict:

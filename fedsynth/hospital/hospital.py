@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from fedsynth.config.schema import RunConfig
 from fedsynth.data.records import Dataset
+from fedsynth.federation.aggregation import merge_window
 from fedsynth.hospital.plan import PrivacyPlan, local_steps, make_privacy_plan
 from fedsynth.models.generator import build_generator, phase_networks
 from fedsynth.privacy.dpsgd import DPNetwork, backward, poisson_sample
@@ -73,6 +74,15 @@ class Hospital:
         """Load the received weights, check the budget, train the round's phase, reply."""
         if instruction.weights is not None:
             self.model.load_weights(instruction.weights)
+        if instruction.merge:
+            merged = merge_window(
+                self.model.weights(),
+                instruction.merge,
+                instruction.merge_rule,
+                own_weight=instruction.own_weight,
+                **instruction.merge_params,
+            )
+            self.model.load_weights(merged)
         phase = instruction.phase
         steps = local_steps(self.config.train, phase)
         event = self.plan.event(phase, instruction.server_round, steps)
@@ -132,7 +142,8 @@ class Hospital:
                 continue
             images = None if self.images is None else self.images[idx]
             clinical = None if self.clinical is None else self.clinical[idx]
-            per_sample = self.autoencoder.forward(images, clinical)
+            noise = torch.randn(len(idx), self.model.autoencoder.latent_dim, generator=self.sample_rng).to(self.device)
+            per_sample = self.autoencoder.forward(images, clinical, self.labels[idx], noise)
             losses.append(per_sample.mean().item())
             self.autoencoder.step(per_sample.sum())
         return {"ae_loss": _mean(losses), "mean_batch_size": _mean(sizes), "steps": float(steps)}
@@ -184,7 +195,9 @@ class Hospital:
         self.discriminator.hooks(False)
         try:
             score, logits = model.discriminator(model.generator(self._noise(b), labels), labels)
-            loss = F.binary_cross_entropy_with_logits(score, torch.ones_like(score)) + F.cross_entropy(logits, labels)
+            loss = F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
+            if self.config.train.generator_class_weight > 0:
+                loss = loss + self.config.train.generator_class_weight * F.cross_entropy(logits, labels)
             self.generator_optimizer.zero_grad(set_to_none=True)
             backward(loss)
             self.generator_optimizer.step()

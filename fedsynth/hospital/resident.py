@@ -56,9 +56,14 @@ class ResidentHospitals:
         self._entries[state_dir] = _Entry(hospital, config, start)
         return hospital
 
-    def finished(self, hospital: Hospital, state_dir: Path, server_round: int) -> None:
-        """Persist the hospital after ``server_round`` and remember that memory equals that state."""
-        HospitalStore(state_dir).save(hospital.state_dict(), server_round)
+    def forget(self, state_dir: Path) -> None:
+        """Drop the in-memory hospital (a crash); the next request restores it from its store."""
+        self._entries.pop(state_dir, None)
+
+    def finished(self, hospital: Hospital, state_dir: Path, server_round: int, extra: dict | None = None) -> None:
+        """Persist the hospital after ``server_round`` (with ``extra`` entries, e.g. the reply it
+        sent) and remember that memory equals that state."""
+        HospitalStore(state_dir).save({**hospital.state_dict(), **(extra or {})}, server_round)
         entry = self._entries.get(state_dir)
         if entry is not None and entry.hospital is hospital:
             entry.round = server_round

@@ -25,9 +25,10 @@ def hospital_id_of(context: Context) -> int:
     raise KeyError("node config has neither 'hospital-id' nor 'partition-id'")
 
 
-def build_client_app(config: RunConfig | None = None) -> ClientApp:
-    """A ClientApp bound to ``config``, or reading it from the run config when None (``flwr run``)."""
-    app = ClientApp()
+def build_client_app(config: RunConfig | None = None, mods: list | None = None) -> ClientApp:
+    """A ClientApp bound to ``config``, or reading it from the run config when None (``flwr run``);
+    ``mods`` are Flower client mods (e.g. to inspect messages)."""
+    app = ClientApp(mods=mods or [])
     service: HospitalService | None = None
 
     def run_config(context: Context) -> RunConfig:

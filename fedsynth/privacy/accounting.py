@@ -7,6 +7,7 @@ smaller epsilon than the accountant's upper bound.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -65,7 +66,6 @@ def compute_epsilon(events: Sequence[MechanismEvent], delta: float, accountant: 
         return 0.0
     if not is_private(active):
         return None
-    acc = RDPAccountant() if accountant == "rdp" else PRVAccountant()
     # Opacus' accountants keep the history as (noise_multiplier, sample_rate, steps) tuples and
     # compose it at query time; adjacent identical entries are merged for speed only.
     history: list[tuple[float, float, int]] = []
@@ -75,11 +75,17 @@ def compute_epsilon(events: Sequence[MechanismEvent], delta: float, accountant: 
             history[-1] = (sigma, q, t + e.steps)
         else:
             history.append((e.noise_multiplier, e.sample_rate, e.steps))
-    acc.history = history
+    return _epsilon_of_history(tuple(history), delta, accountant)
+
+
+@functools.lru_cache(maxsize=4096)
+def _epsilon_of_history(history: tuple[tuple[float, float, int], ...], delta: float, accountant: str) -> float:
+    """Accountant query, memoized: the same history is asked for often (every round, every
+    hospital with the same sample rate) and Opacus' RDP terms for fractional orders are slow."""
+    acc = RDPAccountant() if accountant == "rdp" else PRVAccountant()
+    acc.history = list(history)
     eps = float(acc.get_epsilon(delta=delta))
-    if not math.isfinite(eps):
-        return math.inf
-    return eps
+    return eps if math.isfinite(eps) else math.inf
 
 
 def calibrate_noise_multiplier(

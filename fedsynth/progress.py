@@ -44,7 +44,7 @@ class RoundPrinter:
         refused = f", refused {sorted(record['refused'])}" if record.get("refused") else ""
         failed = f", failed {sorted(record['failed'])}" if record.get("failed") else ""
         self.console.print(
-            f"round {record['round']:>3} [{record['phase']}] accepted {len(record['accepted'])}"
+            f"round {record['round']:>3} \\[{record['phase']}] accepted {len(record['accepted'])}"
             f"{refused}{failed}, max epsilon {eps_text}, {record['seconds']:.1f} s, "
             f"{(record['bytes_down'] + record['bytes_up']) / 1e6:.2f} MB"
         )

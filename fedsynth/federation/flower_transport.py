@@ -6,6 +6,7 @@ the node config), so the server addresses hospitals, not Flower node ids.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from flwr.app import ConfigRecord, Message, RecordDict
@@ -14,6 +15,8 @@ from flwr.serverapp import Grid
 from fedsynth.federation import wire
 from fedsynth.federation.strategy import Send
 from fedsynth.federation.transport import Exchange
+
+log = logging.getLogger("fedsynth.server")
 
 TRAIN = "train"
 QUERY = "query"

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-import numpy as np
-
 from fedsynth.config.schema import RunConfig
 from fedsynth.data import FederatedData, load_federation
 from fedsynth.data.records import Dataset
@@ -29,15 +27,7 @@ from fedsynth.synthesis import save_class_grid, synthesize
 
 def pooled(datasets: list[Dataset]) -> Dataset:
     """All records of ``datasets`` in one data set (same schema)."""
-    first = datasets[0]
-    return Dataset(
-        schema=first.schema,
-        labels=np.concatenate([d.labels for d in datasets]),
-        patient_ids=np.concatenate([d.patient_ids for d in datasets]),
-        images=None if first.images is None else np.concatenate([d.images for d in datasets]),
-        clinical=None if first.clinical is None else np.concatenate([d.clinical for d in datasets]),
-        source="pooled hospitals",
-    )
+    return Dataset.concat(list(datasets), "pooled hospitals")
 
 
 def run_federation(

@@ -164,15 +164,7 @@ def _phantom_federation(cfg: DataConfig, k: int, seed: int) -> FederatedData:
 def _concat(parts: list[Dataset], source: str) -> Dataset:
     if not parts:
         raise DataError(source, "no records", "a non-empty test split")
-    first = parts[0]
-    return Dataset(
-        schema=first.schema,
-        labels=np.concatenate([p.labels for p in parts]),
-        patient_ids=np.concatenate([p.patient_ids for p in parts]),
-        images=None if first.images is None else np.concatenate([p.images for p in parts]),
-        clinical=None if first.clinical is None else np.concatenate([p.clinical for p in parts]),
-        source=source,
-    )
+    return Dataset.concat(parts, source)
 
 
 def _freeze(ds: Dataset) -> None:

@@ -154,6 +154,21 @@ class Dataset:
             source=self.source,
         )
 
+    @classmethod
+    def concat(cls, parts: list[Dataset], source: str) -> Dataset:
+        """All records of ``parts`` (same schema) in one data set, in order."""
+        if not parts:
+            raise DataError(source, "no records to concatenate", "at least one data set")
+        first = parts[0]
+        return cls(
+            schema=first.schema,
+            labels=np.concatenate([p.labels for p in parts]),
+            patient_ids=np.concatenate([p.patient_ids for p in parts]),
+            images=None if first.images is None else np.concatenate([p.images for p in parts]),
+            clinical=None if first.clinical is None else np.concatenate([p.clinical for p in parts]),
+            source=source,
+        )
+
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.schema.num_classes)
 

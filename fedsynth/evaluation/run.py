@@ -49,15 +49,7 @@ class RunData:
 
 def pool(datasets: list[Dataset]) -> tuple[Dataset, np.ndarray]:
     """All records of ``datasets`` in one data set, and the index of the data set each came from."""
-    first = datasets[0]
-    pooled = Dataset(
-        schema=first.schema,
-        labels=np.concatenate([d.labels for d in datasets]),
-        patient_ids=np.concatenate([d.patient_ids for d in datasets]),
-        images=None if first.images is None else np.concatenate([d.images for d in datasets]),
-        clinical=None if first.clinical is None else np.concatenate([d.clinical for d in datasets]),
-        source="training data (all hospitals)",
-    )
+    pooled = Dataset.concat(list(datasets), "training data (all hospitals)")
     origin = np.concatenate([np.full(len(d), i, dtype=np.int64) for i, d in enumerate(datasets)])
     return pooled, origin
 

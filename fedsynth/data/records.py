@@ -207,7 +207,7 @@ class Dataset:
             raise DataError(where, f"images have shape {images.shape}", f"({n}, {self.schema.image_shape})")
         if images.dtype != np.float32:
             raise DataError(where, f"images have dtype {images.dtype}", "float32 in [0, 1]")
-        flat = images.reshape(n, -1)
+        flat = images.reshape(n, int(np.prod(images.shape[1:])))
         bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
         if bad.size:
             raise DataError(f"{where}, row {int(bad[0])}", "image contains NaN or Inf", "finite pixel values")

@@ -112,3 +112,13 @@ def test_bad_arguments():
         partition(_labels(), 0, "iid", np.random.default_rng(0))
     with pytest.raises(DataError, match="1-D integers"):
         partition(np.zeros((3, 2), dtype=int), 2, "iid", np.random.default_rng(0))
+
+
+def test_empty_subset_is_a_valid_dataset() -> None:
+    import numpy as np
+
+    from fedsynth.data.phantom import make_phantom
+
+    data = make_phantom(40, 2, 32, seed=0)
+    empty = data.subset(np.array([], dtype=np.int64))
+    assert len(empty) == 0 and empty.images.shape == (0, 1, 32, 32)

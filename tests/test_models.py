@@ -80,13 +80,3 @@ def test_phase_networks() -> None:
     assert phase_networks("gan") == ("generator", "discriminator")
     with pytest.raises(ValueError):
         phase_networks("attack")
-
-
-def test_empty_subset_is_a_valid_dataset() -> None:
-    import numpy as np
-
-    from fedsynth.data.phantom import make_phantom
-
-    data = make_phantom(40, 2, 32, seed=0)
-    empty = data.subset(np.array([], dtype=np.int64))
-    assert len(empty) == 0 and empty.images.shape == (0, 1, 32, 32)

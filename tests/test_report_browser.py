@@ -1,5 +1,8 @@
 """report.html in a real headless browser (Debian's chromium): loads without errors, shows evaluation.json.
 
+The page (DIR/audit/report.html) opens with the audit banner; the privacy banner follows the run's
+guarantee level.
+
 The browser is driven through its command line (no extra Python package): ``--dump-dom`` prints the
 DOM after the page's load event (and its inline self-check script) ran, ``--enable-logging=stderr``
 prints every console message and uncaught exception as a ``CONSOLE`` line. The report never logs,
@@ -88,19 +91,25 @@ def load(chromium: str, page: Path, profile: Path) -> tuple[str, list[str]]:
 
 
 class _Cells(HTMLParser):
-    """Collects data-key/data-value cells (with their text), verdicts and body attributes."""
+    """Collects data-key/data-value cells (with their text), verdicts, body attributes and the banners."""
 
     def __init__(self) -> None:
         super().__init__()
         self.cells: dict[str, dict[str, Any]] = {}
         self.verdicts: dict[str, str] = {}
         self.body: dict[str, str] = {}
+        self.first_div: str | None = None
+        self.privacy_banner: str | None = None
         self._open: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
         if tag == "body":
             self.body = a
+        if tag == "div" and self.first_div is None:
+            self.first_div = a.get("id", "")
+        if a.get("id") == "privacy-banner":
+            self.privacy_banner = a.get("data-level", "")
         if "data-key" in a:
             self.cells[a["data-key"]] = {"value": json.loads(a["data-value"]), "id": a.get("id"), "text": ""}
             self._open = a["data-key"]
@@ -129,9 +138,10 @@ def test_harness_sees_console_errors(chromium: str, tmp_path: Path) -> None:
 
 def test_report_loads_without_errors_and_matches_evaluation_json(chromium: str, tmp_path: Path) -> None:
     run = make_run(tmp_path / "run", copies=20, attack={"attack": "linear imprint", "ssim_mean": 0.93})
-    evaluate_run(run, tsne=True, local_utility=True)
-    page = render_report(run)
-    evaluation = json.loads((run / "evaluation.json").read_text())
+    ev, arrays = evaluate_run(run, tsne=True, local_utility=True)
+    page = render_report(run, evaluation=ev, arrays=arrays)
+    assert page == run / "audit" / "report.html"
+    evaluation = json.loads((run / "audit" / "evaluation.json").read_text())
 
     dom, console = load(chromium, page, tmp_path / "profile")
     assert console == [], "console output / page errors:\n" + "\n".join(console)
@@ -149,3 +159,5 @@ def test_report_loads_without_errors_and_matches_evaluation_json(chromium: str, 
         assert cell["text"] == fmt(value, key), key
     assert parsed.verdicts == {name: v["level"] for name, v in evaluation["verdicts"].items()}
     assert summary["attack"] == "present" and "linear imprint" in dom
+    assert parsed.first_div == "audit-banner" and "AUDIT ARTEFACT" in dom
+    assert parsed.privacy_banner == "dp"  # epsilon 4 with secret noise: the green banner

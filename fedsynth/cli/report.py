@@ -12,7 +12,12 @@ from fedsynth.errors import FedsynthError
 
 console = Console(stderr=True)
 
-REPORT_HELP = """Evaluate the synthetic data of a run folder: writes DIR/report.html and DIR/evaluation.json.
+REPORT_HELP = """Evaluate the synthetic data of a run: writes DIR/audit/report.html and DIR/audit/evaluation.json.
+
+DIR/audit/ is an AUDIT ARTEFACT, not a differentially private release: the report shows real
+patient records (training and held-out images, clinical distributions, per-record scores, class
+counts, TRTR scores) computed without differential privacy. Keep it inside the data owners' walls;
+DIR/audit/README.txt says so next to the files.
 
 The real data are re-derived from DIR/config.toml (training = all hospitals' records, holdout =
 the held-out real test split); the synthetic data are read from DIR/synthetic/samples.npz.
@@ -24,17 +29,20 @@ embedding fitted on the held-out split; per-column marginal distances and correl
 the clinical table; clinical <-> image associations), memorization (maximum Pearson correlation of
 each synthetic image to all training images, raw and with the mean image removed), privacy
 (distance to closest record, membership-inference attacks with ROC AUC, Reality and Diversity
-Guarantees), 2-D embeddings per hospital and class, the privacy budget of every hospital
-(privacy.json) and attack results (DIR/attack/summary.json) when present.
+Guarantees), 2-D embeddings per hospital and class, the privacy budget and guarantee of every
+hospital (privacy.json) and attack results (DIR/attack/summary.json) when present.
 
 report.html is one self-contained file (plots embedded, no network access needed); it says how
-every number was computed. Typical run time: tens of seconds on two cores.
+every number was computed. Typical run time: tens of seconds on two cores. The per-record arrays
+behind the plots (real images, clinical rows, labels, hospital of every record) are written only
+with --save-arrays, to DIR/audit/real-records-arrays.npz; --reuse re-renders the page from them.
 """
 
 COMPARE_HELP = """Compare several evaluated runs: one table and plots (epsilon vs utility vs memorization).
 
-Each DIR is a run folder; runs without evaluation.json are evaluated first (as `fedsynth report`
-would). Writes OUT/compare.html (self-contained) and OUT/compare.csv (one row per run).
+Each DIR is a run folder; runs without DIR/audit/evaluation.json are evaluated first (as `fedsynth
+report` would). Writes OUT/compare.html (self-contained) and OUT/compare.csv (one row per run): both
+hold statistics of real records computed without differential privacy (audit artefacts).
 """
 
 
@@ -53,21 +61,40 @@ def register(app: typer.Typer) -> None:
         ] = True,
         reuse: Annotated[
             bool,
-            typer.Option(help="Reuse an existing evaluation.json instead of recomputing it (only re-render the page)."),
+            typer.Option(
+                help="Only re-render the page from DIR/audit/evaluation.json and the per-record arrays "
+                "a previous --save-arrays run wrote (an error when they are missing)."
+            ),
+        ] = False,
+        save_arrays: Annotated[
+            bool,
+            typer.Option(
+                help="Also write DIR/audit/real-records-arrays.npz: real images, clinical rows, labels, "
+                "hospital and per-record scores of every record (needed by --reuse; an audit artefact)."
+            ),
         ] = False,
     ) -> None:
-        from fedsynth.evaluation.report import ARRAYS_NPZ, EVALUATION_JSON, evaluate_run, render_report
+        from rich.markup import escape
 
+        from fedsynth.evaluation.report import EVALUATION_JSON, audit_dir, legacy_files, render_report
+
+        for path in legacy_files(run_dir):
+            console.print(
+                f"[yellow]warning:[/yellow] {escape(str(path))} was written by an older fedsynth report and holds real "
+                f"records or statistics of them next to the run's releases: delete it (outputs now go to "
+                f"{escape(str(audit_dir(run_dir)))})",
+                soft_wrap=True,
+            )
         try:
-            if not (reuse and (run_dir / EVALUATION_JSON).exists() and (run_dir / ARRAYS_NPZ).exists()):
-                with console.status(f"evaluating {run_dir}"):
-                    evaluate_run(run_dir, tsne=tsne, local_utility=local_utility)
-            with console.status("rendering report.html"):
-                out = render_report(run_dir)
+            with console.status(f"re-rendering {run_dir}" if reuse else f"evaluating {run_dir}"):
+                out = render_report(
+                    run_dir, reuse=reuse, tsne=tsne, local_utility=local_utility, save_arrays=save_arrays
+                )
         except FedsynthError as e:
-            console.print(f"[red]error:[/red] {e}")
+            _print_error(e)
             raise typer.Exit(2) from e
-        _print_summary(run_dir / EVALUATION_JSON)
+        _print_summary(audit_dir(run_dir) / EVALUATION_JSON)
+        console.print(f"[bold red]AUDIT ARTEFACT[/bold red] (real records, no DP): keep {out.parent} in-house")
         typer.echo(str(out))
 
     @app.command("compare", help=COMPARE_HELP)
@@ -83,9 +110,16 @@ def register(app: typer.Typer) -> None:
         try:
             page = compare_runs(list(run_dirs), out or Path("compare"))
         except FedsynthError as e:
-            console.print(f"[red]error:[/red] {e}")
+            _print_error(e)
             raise typer.Exit(2) from e
         typer.echo(str(page))
+
+
+def _print_error(e: Exception) -> None:
+    """The error on one unwrapped line (file paths stay whole, brackets are not markup)."""
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
 
 
 def _print_summary(path: Path) -> None:
@@ -104,6 +138,9 @@ def _print_summary(path: Path) -> None:
         "mia_auc_pixel",
     )
     console.print("  ".join(f"{k}={_short(s.get(k))}" for k in keys))
+    guarantee = (ev.get("privacy_budget") or {}).get("guarantee")
+    if guarantee:
+        console.print(f"  privacy: {guarantee['label']}")
     for name, v in ev["verdicts"].items():
         console.print(f"  {name}: {v['level']} - {v['text']}")
 

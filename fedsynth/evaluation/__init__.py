@@ -14,6 +14,10 @@ One concept per module; every metric is a pure function of arrays or :class:`Dat
 - :mod:`~fedsynth.evaluation.neighbours`: exact chunked Euclidean nearest neighbours (shared).
 - :mod:`~fedsynth.evaluation.run`: reading a run folder (real data re-derived from config.toml).
 - :mod:`~fedsynth.evaluation.report` / :mod:`~fedsynth.evaluation.compare`: run evaluation,
-  evaluation.json, report.html and cross-run comparison; :mod:`~fedsynth.evaluation.page` and
-  :mod:`~fedsynth.evaluation.plots` build the self-contained HTML and its embedded figures.
+  evaluation.json, report.html (all in the run's audit folder DIR/audit/) and cross-run
+  comparison; :mod:`~fedsynth.evaluation.page` and :mod:`~fedsynth.evaluation.plots` build the
+  self-contained HTML and its embedded figures.
+- :mod:`~fedsynth.evaluation.audit`: what the report's outputs hold (real records, no DP) and the
+  notices they carry; :mod:`~fedsynth.evaluation.budget`: the privacy budget and guarantee level
+  the report states, from privacy.json and :mod:`fedsynth.privacy.label`.
 """

@@ -1,10 +1,11 @@
 """Compare several runs: one table and plots of privacy budget vs utility vs memorization.
 
-Every run folder is evaluated first when it has no evaluation.json (see
+Every run folder is evaluated first when it has no DIR/audit/evaluation.json (see
 :func:`fedsynth.evaluation.report.evaluate_run`); the comparison only reads the ``summary`` and
-``verdicts`` blocks, so every column means exactly what it means in each run's report.
-Non-private runs have no epsilon: they are listed as "not private" and drawn at the right edge of
-the epsilon axis.
+``verdicts`` blocks, so every column means exactly what it means in each run's report. Those blocks
+hold statistics of real records computed without DP, so compare.html carries the audit banner too.
+Runs without a meaningful DP guarantee (``privacy_guarantee`` other than "dp") are drawn at the
+right edge of the epsilon axis, labelled "not private"; the table shows their epsilon as recorded.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from fedsynth.errors import DataError
-from fedsynth.evaluation import plots
+from fedsynth.evaluation import audit, plots
 from fedsynth.evaluation.page import CSS, esc, fmt, prose, table
-from fedsynth.evaluation.report import EVALUATION_JSON, evaluate_run
+from fedsynth.evaluation.report import EVALUATION_JSON, audit_dir, evaluate_run
 
 #: Summary columns of the comparison, in order.
 COLUMNS = (
     "private",
     "epsilon_max",
+    "privacy_guarantee",
     "n_hospitals",
     "n_synthetic",
     "tstr_mcc",
@@ -52,14 +54,14 @@ def _labels(run_dirs: list[Path]) -> list[str]:
 
 
 def load_evaluations(run_dirs: list[Path]) -> list[dict[str, Any]]:
-    """evaluation.json of every run, evaluating runs that have none."""
+    """DIR/audit/evaluation.json of every run, evaluating runs that have none."""
     out = []
     for d in run_dirs:
         d = Path(d)
         if not d.is_dir():
             raise DataError(str(d), "not a directory", "a run folder")
-        path = d / EVALUATION_JSON
-        out.append(json.loads(path.read_text()) if path.exists() else evaluate_run(d))
+        path = audit_dir(d) / EVALUATION_JSON
+        out.append(json.loads(path.read_text()) if path.exists() else evaluate_run(d)[0])
     return out
 
 
@@ -87,6 +89,12 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
             writer.writerow({k: "" if r.get(k) is None else r.get(k) for k in fields})
 
 
+def _meaningful(row: dict[str, Any]) -> bool:
+    """Whether the run's epsilon is a meaningful DP guarantee (level "dp"; older evaluations: private)."""
+    level = row.get("privacy_guarantee")
+    return level == "dp" if level is not None else bool(row.get("private"))
+
+
 def compare_runs(run_dirs: list[Path], out_dir: Path) -> Path:
     """Write out_dir/compare.html and out_dir/compare.csv for ``run_dirs``; returns the HTML path."""
     if not run_dirs:
@@ -98,7 +106,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> Path:
     write_csv(rows, out_dir / "compare.csv")
 
     labels = [r["run"] for r in rows]
-    eps = [r["epsilon_max"] if r["private"] else None for r in rows]
+    eps = [r["epsilon_max"] if _meaningful(r) else None for r in rows]
     attack_keys = ("mia_auc_pixel", "mia_auc_embedding", "ratio_mia_auc_pixel", "ratio_mia_auc_embedding")
     mia = [max((r[k] for k in attack_keys if r.get(k) is not None), default=None) for r in rows]
     figures = [
@@ -145,14 +153,17 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> Path:
     body = f'<div style="overflow-x: auto;">{body}</div>'
     html = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>fedsynth: run comparison</title>'
-        f"<style>{CSS}</style></head><body><h1>Run comparison</h1>"
+        f"<style>{CSS}</style></head><body>"
+        f'<div class="banner audit" id="audit-banner">{esc(audit.COMPARE_NOTICE)}</div><h1>Run comparison</h1>'
         f"<p class='muted'>{len(rows)} runs: {esc(', '.join(str(d) for d in run_dirs))}</p>{body}{imgs}"
         "<p class='method'><b>How:</b> "
         + prose(
             """
-            every column is the run's evaluation.json summary value (see each run's report.html for how
-            it was computed). epsilon is the largest over the run's hospitals; runs without differential
-            privacy are drawn at the right edge, labelled 'not private'.
+            every column is the run's audit/evaluation.json summary value (see each run's
+            audit/report.html for how it was computed). epsilon is the largest over the run's hospitals;
+            runs without a meaningful DP guarantee (privacy_guarantee 'none' or 'not-private': no noise,
+            an epsilon above the meaningful threshold, or noise reproducible from a seed) are drawn at the
+            right edge, labelled 'not private'.
             """
         )
         + "</p></body></html>"

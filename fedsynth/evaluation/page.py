@@ -1,5 +1,10 @@
 """The HTML of report.html: one self-contained page (inline CSS, inline PNGs, one small inline script).
 
+The page shows real patient records, so its first element is the audit banner
+(``<div class="banner audit" id="audit-banner">``, text :data:`fedsynth.evaluation.audit.NOTICE`).
+The privacy banner (``id="privacy-banner"``, ``data-level`` = the guarantee level) takes its words
+from the run's guarantee (:mod:`fedsynth.evaluation.budget`): green only for level "dp".
+
 Machine-readable hooks (used by the browser test and by anyone scraping reports):
 
 - every summary value is an element ``<td id="sum-KEY" data-key="KEY" data-value="JSON">``
@@ -20,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from fedsynth.evaluation import plots
+from fedsynth.evaluation import audit, plots
+from fedsynth.evaluation.budget import banner_text, guarantee_of
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 0 auto;
@@ -40,6 +46,9 @@ td.how { color: #555; font-size: 0.85em; }
 .level-info, .level-n\\/a { background: #eef3fb; border-color: #8ab4f8; }
 .banner { padding: 0.6em 1em; border-radius: 6px; font-weight: bold; margin: 0.5em 0; }
 .banner.private { background: #e6f4ea; } .banner.nonprivate { background: #fce8e6; }
+.banner.noguarantee { background: #fde4cf; border: 2px solid #e8710a; }
+.banner.audit { background: #b3261e; color: #fff; font-size: 1.1em; border: 3px solid #601410; }
+.banner .meaning { display: block; font-weight: normal; font-size: 0.9em; margin-top: 0.3em; }
 .method { color: #444; font-size: 0.9em; background: #fafafa; border-left: 3px solid #ccc;
           padding: 0.4em 0.8em; }
 img.plot { max-width: 100%; display: block; margin: 0.5em 0; }
@@ -91,7 +100,7 @@ SECTIONS = [
 #: Summary rows grouped for display: (group title, keys).
 SUMMARY_GROUPS: list[tuple[str, list[str]]] = [
     ("Data", ["n_hospitals", "n_train", "n_holdout", "n_synthetic"]),
-    ("Privacy budget", ["private", "epsilon_max", "delta"]),
+    ("Privacy budget", ["private", "privacy_guarantee", "epsilon_max", "delta"]),
     (
         "Utility (held-out real test data)",
         [
@@ -216,17 +225,31 @@ def _summary_row(key: str, value: Any, methods: dict[str, str]) -> str:
     return f"<tr><td>{esc(key)}</td>{value_cell(key, value)}<td class='how'>{how}</td></tr>"
 
 
+#: Banner style per guarantee level: green only for a meaningful DP guarantee.
+_BANNER_CLASS = {"dp": "private", "none": "noguarantee", "not-private": "nonprivate"}
+
+
+def _privacy_banner(budget: dict[str, Any]) -> str:
+    """The privacy status line: the guarantee's label (and meaning), styled by its level."""
+    g = guarantee_of(budget)
+    if g is None:
+        return (
+            '<div class="banner" id="privacy-banner" data-level="unknown">'
+            "No privacy.json: the privacy status of this run is unknown</div>"
+        )
+    level = str(g.get("level"))
+    css = _BANNER_CLASS.get(level, "nonprivate")
+    meaning = f'<span class="meaning">{esc(g["meaning"])}</span>' if g.get("meaning") else ""
+    return (
+        f'<div class="banner {css}" id="privacy-banner" data-level="{esc(level)}">{esc(banner_text(g))}{meaning}</div>'
+    )
+
+
 def _summary_section(ev: dict[str, Any]) -> str:
     s, verdicts = ev["summary"], ev["verdicts"]
     methods = dict(ev.get("methods", {}))
     budget = ev.get("privacy_budget", {})
-    if s.get("private") is True:
-        eps, delta = esc(fmt(s.get("epsilon_max"))), esc(fmt(s.get("delta")))
-        banner = f'<div class="banner private">Differentially private: max epsilon {eps}, delta {delta}</div>'
-    elif s.get("private") is False:
-        banner = '<div class="banner nonprivate">NON-PRIVATE run: no differential-privacy guarantee</div>'
-    else:
-        banner = '<div class="banner">No privacy.json: the privacy status of this run is unknown</div>'
+    banner = _privacy_banner(budget)
     cards = "".join(
         f'<div class="verdict level-{esc(v["level"])}" id="verdict-{esc(name)}" '
         f'data-level="{esc(v["level"])}">'
@@ -303,6 +326,38 @@ def _summary_section(ev: dict[str, Any]) -> str:
     )
 
 
+#: Above this epsilon the per-hospital bar chart is left out (the axis would overflow).
+_PLOT_EPSILON_MAX = 1e12
+
+
+def _guarantee_facts(budget: dict[str, Any]) -> str:
+    """Guarantee, neighbouring relation, noise source, and what privacy.json releases outside DP."""
+    g = guarantee_of(budget) or {}
+    threshold = g.get("meaningful_epsilon_threshold")
+    noise = {
+        True: "reproducible from the run seed (simulation only: no protection against whoever holds the seed)",
+        False: "secret randomness",
+    }.get(budget.get("reproducible_noise"), "not stated in privacy.json")
+    body = table(
+        ["privacy status", ""],
+        [
+            ["guarantee", f"{g.get('level', 'n/a')}: {banner_text(g)}" if g else "n/a"],
+            ["meaningful epsilon threshold", threshold],
+            ["neighbouring relation", budget.get("neighbouring_relation", "unstated")],
+            ["DP noise and sampling", noise],
+        ],
+    )
+    if budget.get("note"):
+        body += f"<p class='verdict level-warn'>{esc(budget['note'])}</p>"
+    releases = budget.get("declared_releases") or []
+    body += "<h3 id='declared-releases'>Released outside the DP guarantee (declared in privacy.json)</h3>"
+    if releases:
+        body += table(["what", "where", "basis"], [[r.get("what"), r.get("where"), r.get("basis")] for r in releases])
+    else:
+        body += "<p class='muted'>privacy.json declares no releases outside the DP guarantee.</p>"
+    return body
+
+
 def _budget_section(ev: dict[str, Any]) -> str:
     budget = ev.get("privacy_budget", {})
     if not budget.get("available"):
@@ -311,7 +366,10 @@ def _budget_section(ev: dict[str, Any]) -> str:
     names = list(hosp)
     eps = [h["epsilon"] for h in hosp.values()]
     body = ""
-    if any(e is not None for e in eps):
+    drawn = [e for h in hosp.values() for e in (h["epsilon"], h["target_epsilon"]) if e is not None]
+    if drawn and max(drawn) > _PLOT_EPSILON_MAX:
+        body += f"<p>Largest epsilon {esc(fmt(max(drawn)))}: too large to draw.</p>"
+    elif any(e is not None for e in eps):
         body += img(
             plots.bar_chart(
                 [f"hospital {n}" for n in names],
@@ -321,8 +379,10 @@ def _budget_section(ev: dict[str, Any]) -> str:
             ),
             "epsilon per hospital",
         )
+    extra = [k for k in ("neighbouring_relation", "max_grad_norm") if any(k in h for h in hosp.values())]
     body += table(
-        ["hospital", "epsilon", "delta", "target", "accountant", "runs", "steps", "noise multipliers"],
+        ["hospital", "epsilon", "delta", "target", "accountant", "runs", "steps", "noise multipliers"]
+        + [k.replace("_", " ") for k in extra],
         [
             [
                 n,
@@ -333,17 +393,21 @@ def _budget_section(ev: dict[str, Any]) -> str:
                 h["mechanism_runs"],
                 h["steps"],
                 ", ".join(f"{v:.3g}" for v in h["noise_multipliers"]),
+                *[h.get(k) for k in extra],
             ]
             for n, h in hosp.items()
         ],
     )
+    body += _guarantee_facts(budget)
     body += method(
         prose(
             """
             epsilon is read from privacy.json, where the run's accountant computed it from each hospital's
             full history of DP-SGD mechanisms (noise multiplier, sample rate, steps per phase and round).
             The report does not recompute it. 'not private' means the hospital ran at least one mechanism
-            without noise.
+            without noise. The guarantee's level and words come from fedsynth.privacy.label: above the
+            meaningful threshold, or with noise reproducible from a seed, DP-SGD ran but the run is not
+            called private.
             """
         )
     )
@@ -948,7 +1012,8 @@ def build_report_html(evaluation: dict[str, Any], arrays: dict[str, np.ndarray],
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>fedsynth report: {esc(ev['run_dir'])}</title><style>{CSS}</style></head><body>"
+        f"<title>AUDIT ARTEFACT - fedsynth report: {esc(ev['run_dir'])}</title><style>{CSS}</style></head><body>"
+        f'<div class="banner audit" id="audit-banner">{esc(audit.NOTICE)}</div>'
         f"<h1>Synthetic data report</h1><p class='muted'>run folder {esc(ev['run_dir'])} · "
         f"seed {esc(ev['seed'])} · "
         f"{esc(subtitle)}</p>{nav}{sections}"

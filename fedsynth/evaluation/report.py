@@ -1,15 +1,21 @@
-"""Evaluate a run folder (evaluation.json) and render its self-contained HTML report (report.html).
+"""Evaluate a run folder and render its self-contained HTML report, both into the audit folder DIR/audit/.
+
+The evaluation compares the synthetic data with the real records, so everything it writes holds
+real patients' data without differential privacy (see :mod:`fedsynth.evaluation.audit`). It goes
+into DIR/audit/, never next to the run's DP releases:
+
+- DIR/audit/README.txt: says the folder is an audit artefact and what each file holds;
+- DIR/audit/evaluation.json: all numbers, with a flat ``summary`` block (what the top of the
+  report shows), ``verdicts``, ``methods`` (how each summary number was computed) and the
+  ``audit_artefact`` notice;
+- DIR/audit/report.html: one file, images embedded as base64 PNG, no external scripts, styles or
+  fonts, an audit banner at the top;
+- DIR/audit/real-records-arrays.npz: the per-record values and real images the plots need, only
+  when asked for (``save_arrays``), so that the page can be re-rendered without re-evaluating.
 
 ``evaluate_run(DIR)`` re-derives the run's real data, loads DIR/synthetic/samples.npz and computes
-every metric of this package; it writes
-
-- DIR/evaluation.json: all numbers, with a flat ``summary`` block (what the top of the report
-  shows), ``verdicts``, and ``methods`` (how each summary number was computed);
-- DIR/evaluation_arrays.npz: the per-record values and image pairs the plots need (not numbers
-  anyone should quote; evaluation.json is the record).
-
-``render_report(DIR)`` turns both (computing them first when missing) plus DIR/metrics.jsonl into
-DIR/report.html: one file, images embedded as base64 PNG, no external scripts, styles or fonts.
+every metric of this package; ``render_report(DIR)`` writes the page (evaluating first unless given
+the evaluation or told to reuse the saved files).
 
 Roles of the data: "train" = the hospitals' records pooled (what the generator learned from),
 "holdout" = the held-out real test split (never trained on), "synthetic" = DIR/synthetic.
@@ -27,14 +33,21 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fedsynth.errors import DataError
-from fedsynth.evaluation import associations, fidelity, memorization, privacy, tabular, utility
+from fedsynth.evaluation import associations, audit, fidelity, memorization, privacy, tabular, utility
+from fedsynth.evaluation.budget import budget_verdict, privacy_budget
 from fedsynth.evaluation.embedding import embedding_view
 from fedsynth.evaluation.features import PIXEL_DESCRIPTION, fit_embedding, pixel_space
 from fedsynth.evaluation.run import RealData, RunData, load_run
 
+#: The audit folder inside a run folder: everything the report writes goes here.
+AUDIT_DIR = "audit"
 EVALUATION_JSON = "evaluation.json"
-ARRAYS_NPZ = "evaluation_arrays.npz"
 REPORT_HTML = "report.html"
+README_TXT = "README.txt"
+#: Per-record values and real images (written only when asked for: ``save_arrays``).
+ARRAYS_NPZ = "real-records-arrays.npz"
+#: Where older fedsynth versions wrote report outputs (top of the run folder, next to the releases).
+LEGACY_FILES = ("evaluation.json", "evaluation_arrays.npz", "report.html")
 
 #: Verdict thresholds (documented in the report's "How to read the verdicts").
 MIA_PASS, MIA_WARN = 0.55, 0.65
@@ -57,6 +70,11 @@ METHODS: dict[str, str] = {
     "n_holdout": "held-out real records (the federation's test split; no hospital trained on them)",
     "n_synthetic": "records in synthetic/samples.npz",
     "private": "privacy.json 'private': every hospital trained with DP-SGD",
+    "privacy_guarantee": (
+        "level of the run's privacy guarantee (fedsynth.privacy.label): 'dp' = DP-SGD with secret noise "
+        "and max epsilon at most the meaningful threshold; 'none' = DP-SGD ran but the epsilon is above "
+        "the threshold or the noise was reproducible from a seed; 'not-private' = trained without noise"
+    ),
     "epsilon_max": (
         "largest epsilon over hospitals (privacy.json, computed by the run's accountant from each "
         "hospital's full mechanism history); null = not private"
@@ -197,39 +215,6 @@ def _pop_values(d: dict[str, Any], prefix: str, arrays: dict[str, np.ndarray]) -
 # ------------------------------------------------------------------------------------------------
 
 
-def _privacy_budget(privacy_json: dict[str, Any] | None) -> dict[str, Any]:
-    """Per-hospital budget table from privacy.json (epsilon as recorded by the run's accountant)."""
-    if privacy_json is None:
-        return {
-            "available": False,
-            "reason": "no privacy.json in the run folder",
-            "private": None,
-            "hospitals": {},
-        }
-    hospitals = {}
-    for hid, h in privacy_json.get("hospitals", {}).items():
-        history = h.get("history", [])
-        hospitals[str(hid)] = {
-            "epsilon": h.get("epsilon"),
-            "delta": h.get("delta"),
-            "accountant": h.get("accountant"),
-            "target_epsilon": h.get("target_epsilon"),
-            "mechanism_runs": len(history),
-            "steps": int(sum(int(e.get("steps", 0)) for e in history)),
-            "noise_multipliers": sorted({float(e["noise_multiplier"]) for e in history if "noise_multiplier" in e}),
-        }
-    eps = [h["epsilon"] for h in hospitals.values() if h["epsilon"] is not None]
-    deltas = [h["delta"] for h in hospitals.values() if h["delta"] is not None]
-    return {
-        "available": True,
-        "private": bool(privacy_json.get("private", False)),
-        "label": privacy_json.get("label"),
-        "hospitals": hospitals,
-        "epsilon_max": max(eps) if eps and privacy_json.get("private", False) else None,
-        "delta": max(deltas) if deltas else None,
-    }
-
-
 def _per_class_fidelity(
     emb_train: np.ndarray,
     y_train: np.ndarray,
@@ -258,7 +243,7 @@ def _nearest_attribution(arg: np.ndarray, hospital_of: np.ndarray, names: list[s
     return {names[h]: {"nearest_share": float(near[h]), "training_share": float(share[h])} for h in range(n_h)}
 
 
-def _verdicts(s: dict[str, Any], has_images: bool) -> dict[str, dict[str, str]]:
+def _verdicts(s: dict[str, Any], has_images: bool, budget: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Pass/warn/fail style verdicts with the reason, from the summary numbers."""
     v: dict[str, dict[str, str]] = {}
     if has_images and s.get("share_above_095_residual") is not None:
@@ -312,12 +297,7 @@ def _verdicts(s: dict[str, Any], has_images: bool) -> dict[str, dict[str, str]]:
             "level": level,
             "text": f"precision {p:.2f} / recall {r:.2f} vs {pb:.2f} / {rb:.2f} for real holdout data",
         }
-    if s.get("private") is True:
-        v["privacy_budget"] = {"level": "info", "text": f"DP-SGD, max epsilon {s.get('epsilon_max'):.3g}"}
-    elif s.get("private") is False:
-        v["privacy_budget"] = {"level": "warn", "text": "NOT differentially private (no DP guarantee)"}
-    else:
-        v["privacy_budget"] = {"level": "n/a", "text": "no privacy.json"}
+    v["privacy_budget"] = budget_verdict(budget)
     return v
 
 
@@ -470,13 +450,16 @@ def _evaluate(run: RunData, *, tsne: bool, local_utility: bool) -> tuple[dict[st
             arrays[f"grid_{role}_images"] = ds.images[np.asarray(idx, dtype=np.int64)]
             arrays[f"grid_{role}_labels"] = ds.labels[np.asarray(idx, dtype=np.int64)]
 
-    budget = _privacy_budget(run.privacy)
+    budget = privacy_budget(run.privacy)
+    if budget.get("note"):
+        notes.append(budget["note"])
     summary = _summary(run, budget, util, fid, fid_base, tab, assoc, memo, priv)
     evaluation = {
+        "audit_artefact": audit.evaluation_notice(AUDIT_DIR),
         "run_dir": str(run.run_dir),
         "seed": seed,
         "summary": summary,
-        "verdicts": _verdicts(summary, has_images),
+        "verdicts": _verdicts(summary, has_images, budget),
         "data": {
             "n_train": len(train),
             "n_holdout": len(holdout),
@@ -529,6 +512,7 @@ def _summary(
         "n_holdout": len(run.holdout),
         "n_synthetic": len(run.synthetic),
         "private": budget.get("private"),
+        "privacy_guarantee": (budget.get("guarantee") or {}).get("level"),
         "epsilon_max": budget.get("epsilon_max"),
         "delta": budget.get("delta"),
         "tstr_mcc": tstr["mcc"],
@@ -576,6 +560,38 @@ def _summary(
     return s
 
 
+# ------------------------------------------------------------------------------------------------
+# Run folder I/O: everything goes into DIR/audit/
+# ------------------------------------------------------------------------------------------------
+
+
+def audit_dir(run_dir: Path) -> Path:
+    """The audit folder of ``run_dir`` (not created)."""
+    return Path(run_dir) / AUDIT_DIR
+
+
+def legacy_files(run_dir: Path) -> list[Path]:
+    """Report outputs an older fedsynth left at the top of ``run_dir``, next to the DP releases.
+
+    They hold real records (evaluation_arrays.npz: raw clinical rows, labels, images) and must be
+    deleted or moved into the audit folder; fedsynth never deletes them itself.
+    """
+    return [Path(run_dir) / name for name in LEGACY_FILES if (Path(run_dir) / name).exists()]
+
+
+def _open_audit_dir(run_dir: Path) -> Path:
+    """Create DIR/audit/ with its README (rewritten every time, so it always describes the folder)."""
+    folder = audit_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        EVALUATION_JSON: audit.EVALUATION_CONTENTS,
+        REPORT_HTML: ("everything in evaluation.json", *audit.PAGE_CONTENTS),
+        f"{ARRAYS_NPZ} (only after `fedsynth report --save-arrays`)": audit.ARRAYS_CONTENTS,
+    }
+    _write_text_atomic(folder / README_TXT, audit.readme(files))
+    return folder
+
+
 def evaluate_run(
     run_dir: Path,
     *,
@@ -583,9 +599,13 @@ def evaluate_run(
     seed: int | None = None,
     tsne: bool = True,
     local_utility: bool = True,
-) -> dict[str, Any]:
-    """Evaluate the run in ``run_dir``; writes run_dir/evaluation.json (+ evaluation_arrays.npz).
+    save_arrays: bool = False,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Evaluate the run in ``run_dir``: (evaluation, per-record arrays for the plots).
 
+    Writes run_dir/audit/evaluation.json and the audit README; the arrays (real images, clinical
+    rows, per-record scores) stay in memory unless ``save_arrays``, which writes them to
+    run_dir/audit/real-records-arrays.npz for a later :func:`render_report` with ``reuse``.
     ``real``/``seed`` bypass re-deriving the real data from config.toml (tests, custom pipelines).
     ``tsne`` adds the t-SNE view (a few seconds); ``local_utility`` adds one TRTR per hospital
     (what each hospital could do alone).
@@ -593,25 +613,65 @@ def evaluate_run(
     run_dir = Path(run_dir)
     run = load_run(run_dir, real=real, seed=seed)
     evaluation, arrays = evaluate(run, tsne=tsne, local_utility=local_utility)
-    _write_text_atomic(run_dir / EVALUATION_JSON, json.dumps(evaluation, indent=2, allow_nan=False))
-    tmp = run_dir / (ARRAYS_NPZ + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, run_dir / ARRAYS_NPZ)
-    return evaluation
+    folder = _open_audit_dir(run_dir)
+    _write_text_atomic(folder / EVALUATION_JSON, json.dumps(evaluation, indent=2, allow_nan=False))
+    if save_arrays:
+        tmp = folder / (ARRAYS_NPZ + ".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, folder / ARRAYS_NPZ)
+    return evaluation, arrays
 
 
-def render_report(run_dir: Path, *, real: RealData | None = None, seed: int | None = None) -> Path:
-    """Write run_dir/report.html from evaluation.json (evaluating the run first when it is missing)."""
+def load_saved(run_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The evaluation and arrays a previous ``evaluate_run(..., save_arrays=True)`` wrote.
+
+    A missing file is a DataError naming it: the arrays exist only after ``--save-arrays``.
+    """
+    folder = audit_dir(run_dir)
+    for name in (EVALUATION_JSON, ARRAYS_NPZ):
+        if not (folder / name).exists():
+            raise DataError(
+                str(folder / name),
+                "file not found (--reuse re-renders the page from the saved evaluation and per-record arrays)",
+                f"what `fedsynth report {run_dir} --save-arrays` writes: run with --save-arrays first",
+            )
+    evaluation = json.loads((folder / EVALUATION_JSON).read_text())
+    with np.load(folder / ARRAYS_NPZ, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return evaluation, arrays
+
+
+def render_report(
+    run_dir: Path,
+    *,
+    evaluation: dict[str, Any] | None = None,
+    arrays: dict[str, np.ndarray] | None = None,
+    reuse: bool = False,
+    real: RealData | None = None,
+    seed: int | None = None,
+    tsne: bool = True,
+    local_utility: bool = True,
+    save_arrays: bool = False,
+) -> Path:
+    """Write run_dir/audit/report.html; returns its path.
+
+    The page is built from ``evaluation`` and ``arrays`` when both are given (the result of
+    :func:`evaluate_run`), from the saved audit files when ``reuse``, and otherwise from a fresh
+    :func:`evaluate_run` (``real``, ``seed``, ``tsne``, ``local_utility``, ``save_arrays`` passed on).
+    """
     from fedsynth.evaluation.page import build_report_html
     from fedsynth.evaluation.run import read_metrics
 
     run_dir = Path(run_dir)
-    if not (run_dir / EVALUATION_JSON).exists() or not (run_dir / ARRAYS_NPZ).exists():
-        evaluate_run(run_dir, real=real, seed=seed)
-    evaluation = json.loads((run_dir / EVALUATION_JSON).read_text())
-    with np.load(run_dir / ARRAYS_NPZ, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    html = build_report_html(evaluation, arrays, read_metrics(run_dir / "metrics.jsonl"))
-    out = run_dir / REPORT_HTML
+    if evaluation is not None and arrays is not None:
+        ev, arr = evaluation, arrays
+    elif reuse:
+        ev, arr = load_saved(run_dir)
+    else:
+        ev, arr = evaluate_run(
+            run_dir, real=real, seed=seed, tsne=tsne, local_utility=local_utility, save_arrays=save_arrays
+        )
+    html = build_report_html(ev, arr, read_metrics(run_dir / "metrics.jsonl"))
+    out = _open_audit_dir(run_dir) / REPORT_HTML
     _write_text_atomic(out, html)
     return out

@@ -51,11 +51,17 @@ class RoundPrinter:
         self.progress.advance(self.task)
 
     def finished(self, summary: dict) -> None:
-        tstr, trtr = summary["tstr"], summary["trtr"]
-        self.console.print(
-            f"TSTR MCC {_fmt(tstr.get('mcc'))} AUROC {_fmt(tstr.get('auroc'))} | "
-            f"TRTR MCC {_fmt(trtr.get('mcc'))} AUROC {_fmt(trtr.get('auroc'))} | {summary['label']}"
-        )
+        """The run's privacy status in words (and the audit's scores when present)."""
+        scores = ""
+        if "tstr" in summary:
+            tstr, trtr = summary["tstr"], summary["trtr"]
+            scores = (
+                f"TSTR MCC {_fmt(tstr.get('mcc'))} AUROC {_fmt(tstr.get('auroc'))} | "
+                f"TRTR MCC {_fmt(trtr.get('mcc'))} AUROC {_fmt(trtr.get('auroc'))} | "
+            )
+        self.console.print(f"{scores}{summary['label']}")
+        for hid, refusals in summary.get("refusals", {}).items():
+            self.console.print(f"hospital {hid} refused {len(refusals)} round(s): {refusals[0]['reason']}")
 
 
 def _fmt(value: float | None) -> str:

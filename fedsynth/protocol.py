@@ -6,18 +6,64 @@ The Flower apps translate these to and from Messages at one serialization point
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from fedsynth.config.loading import build_dataclass, to_nested
+from fedsynth.config.schema import ModelConfig, PrivacyConfig, TrainConfig
+from fedsynth.site.policy import BUILTIN_ARCHITECTURE
+
 Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Job:
+    """The server's description of a run, sent with every instruction: public, and a *request*.
+
+    ``run_id`` keys the hospital's per-run state (two runs never share state); ``seed`` seeds
+    model initialization (and, in reproducible-noise studies only, the DP noise); ``schema_digest``
+    is the fingerprint of the consortium's public schema, which each hospital checks its own data
+    against; ``privacy`` is what the server asks for, which each hospital holds to its own policy.
+    """
+
+    run_id: str
+    seed: int
+    model: ModelConfig
+    train: TrainConfig
+    privacy: PrivacyConfig
+    schema_digest: str
+    architecture: str = BUILTIN_ARCHITECTURE
+
+    def to_json(self) -> str:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key in ("model", "train", "privacy"):
+            data[key] = to_nested(data[key])
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        data = json.loads(text)
+        return cls(
+            run_id=str(data["run_id"]),
+            seed=int(data["seed"]),
+            model=build_dataclass(ModelConfig, data["model"], "model."),
+            train=build_dataclass(TrainConfig, data["train"], "train."),
+            privacy=build_dataclass(PrivacyConfig, data["privacy"], "privacy."),
+            schema_digest=str(data["schema_digest"]),
+            architecture=str(data["architecture"]),
+        )
 
 
 @dataclass(frozen=True)
 class RoundInstruction:
     """One round's work for one hospital.
 
+    ``job``: the run this round belongs to (see :class:`Job`); strategies leave it empty and the
+    coordinator attaches the run's job to every instruction it sends.
     ``weights``: named arrays to load before training (None keeps the hospital's own).
     ``phase``: "autoencoder" (stage 1) or "gan" (stage 2).
     ``merge``: optional peer weights to merge with the hospital's own before training (ring),
@@ -31,18 +77,28 @@ class RoundInstruction:
     merge_rule: str = "mean"
     merge_params: dict = field(default_factory=dict)
     own_weight: float = 1.0
+    job: Job | None = None
 
 
 @dataclass
 class HospitalReply:
-    """A hospital's answer to a :class:`RoundInstruction`."""
+    """A hospital's answer to a :class:`RoundInstruction`: DP outputs and declared public facts only.
+
+    ``weights``: the trained networks (DP-SGD outputs, or post-processing of them).
+    ``num_examples``: the record count when the site declares it public, else None.
+    ``metrics``: values computed without touching real records (epsilon from the ledger, step
+    counts); losses and accuracies on real records stay in the site's own log.
+    ``ledger``: the site's full mechanism history; ``plan``: the privacy plan the site ran (or
+    would have run) for this run; ``refused``: the reason when the site refused.
+    """
 
     hospital_id: int
     server_round: int
-    num_examples: int
+    num_examples: int | None
     weights: Arrays | None
     metrics: dict[str, float] = field(default_factory=dict)
     ledger: dict = field(default_factory=dict)
+    plan: dict = field(default_factory=dict)
     refused: str | None = None
 
     @property
@@ -59,6 +115,7 @@ def instruction_digest(instruction: RoundInstruction) -> str:
     """
     h = hashlib.sha256()
     head = (
+        instruction.job.to_json() if instruction.job is not None else None,
         instruction.server_round,
         instruction.phase,
         instruction.merge_rule,
@@ -85,6 +142,7 @@ def reply_to_dict(reply: HospitalReply) -> dict:
         "weights": reply.weights,
         "metrics": dict(reply.metrics),
         "ledger": reply.ledger,
+        "plan": reply.plan,
         "refused": reply.refused,
     }
 

@@ -6,10 +6,14 @@ Layout (checked by ``shared/checks/run-contract``)::
     DIR/schema.json            data schema (columns, bounds and where they come from, classes)
     DIR/metrics.jsonl          one object per hospital per round ("kind": "hospital") and per round
                                for the server ("kind": "server")
-    DIR/privacy.json           per hospital: delta, epsilon (from the full history), history
-    DIR/summary.json           final metrics: tstr, trtr, privacy summary
+    DIR/privacy.json           per hospital: delta, epsilon (from the full history), relation,
+                               history; the run's guarantee in words; declared non-DP releases
+    DIR/summary.json           privacy summary, communication; tstr/trtr added by the audit
     DIR/model/                 final global checkpoint (weights.npz + model.json)
     DIR/synthetic/samples.npz  images, clinical, labels; samples.png: a grid per class
+    DIR/server/                server checkpoints and the run id
+    DIR/sites/                 simulation only: each simulated hospital's site (its records,
+                               state and ledger); SITE-PRIVATE, holds real records
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import numpy as np
 
 from fedsynth.config import RunConfig, save_config
 from fedsynth.data.records import Dataset, Schema
-from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.protocol import Arrays
 
 
@@ -59,9 +62,10 @@ class RunFolder:
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
 
-    def hospital_state_dir(self, hospital_id: int) -> Path:
-        """Where a simulated hospital keeps its state (a real site keeps it on its own disk)."""
-        return self.path / "hospitals" / f"hospital-{hospital_id}"
+    @property
+    def sites_dir(self) -> Path:
+        """Where a simulation keeps its simulated hospitals' sites (records, state, ledgers)."""
+        return self.path / "sites"
 
     def write_config(self, config: RunConfig) -> None:
         save_config(config, self.path / "config.toml")
@@ -100,37 +104,12 @@ class RunFolder:
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
 
-    def write_privacy(
-        self, ledgers: dict[int, PrivacyLedger], config: RunConfig, schema: Schema, plans: dict[int, dict]
-    ) -> dict:
-        """privacy.json: epsilon of every hospital recomputed from its full history."""
-        hospitals = {}
-        for hid in sorted(ledgers):
-            ledger = ledgers[hid]
-            hospitals[str(hid)] = {
-                "delta": ledger.delta,
-                "epsilon": ledger.epsilon() if ledger.private else None,
-                "accountant": ledger.accountant,
-                "private": ledger.private,
-                "target_epsilon": config.privacy.target_epsilon if config.privacy.enabled else None,
-                "epsilon_budget": config.privacy.budget if config.privacy.enabled else None,
-                **plans.get(hid, {}),
-                "history": [e.to_dict() for e in ledger.events],
-            }
-        private = config.privacy.enabled and all(h["private"] for h in hospitals.values())
-        data = {
-            "private": private,
-            "label": "differentially private (DP-SGD)" if private else "NON-PRIVATE BASELINE (no DP guarantee)",
-            "mechanism": "DP-SGD with Poisson sampling on every network that touches real records "
-            "(autoencoder, discriminator); the generator is post-processing",
-            "conditioning_labels": "sampled uniformly (no access to real label counts)",
-            "tabular_bounds": schema.bounds_source
-            if schema.bounds_source == "public"
-            else "data: numeric bounds fitted on raw data, NOT covered by the DP guarantee",
-            "hospitals": hospitals,
-        }
-        write_json(self.path / "privacy.json", data)
-        return data
+    def write_privacy(self, document: dict) -> None:
+        """privacy.json (built by :func:`fedsynth.federation.privacy_report.privacy_document`)."""
+        write_json(self.path / "privacy.json", document)
+
+    def read_json(self, name: str) -> dict:
+        return json.loads((self.path / name).read_text())
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.path / "summary.json", summary)

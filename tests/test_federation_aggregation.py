@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from flwr.server.strategy.aggregate import aggregate_krum
 
-from fedsynth.errors import ConfigError
-from fedsynth.federation.aggregation import (
+from fedsynth.aggregation import (
     RULES,
     aggregate,
     check_rule,
@@ -23,6 +22,7 @@ from fedsynth.federation.aggregation import (
     trimmed_mean,
     weighted_mean,
 )
+from fedsynth.errors import ConfigError
 
 
 def named(**arrays: object) -> OrderedDict:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import check_contract, tiny_config
+from conftest import REPRODUCIBLE, check_contract, tiny_config
 
-from fedsynth.federation.transport import InProcessTransport
-from fedsynth.job import run_federation
+from fedsynth.federation.server import run_federation
 from fedsynth.simulation import simulate_in_process
+from fedsynth.simulation.inprocess import InProcessTransport
+from fedsynth.simulation.sites import prepare_sites
 
 
 def server_rounds(run: Path) -> list[dict]:
@@ -83,7 +84,7 @@ def test_star_goes_on_without_a_late_and_a_crashed_hospital(tmp_path: Path) -> N
     assert late_rounds == [1, 2, 3]
     crashed_rounds = [e["round"] for e in privacy["hospitals"]["2"]["history"]]
     assert crashed_rounds == [1, 3]
-    check_contract(tmp_path / "run")
+    check_contract(tmp_path / "run", shared=True)
 
 
 def test_malformed_update_is_rejected_with_a_reason_and_the_round_goes_on(tmp_path: Path) -> None:
@@ -103,17 +104,24 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("strategy", ["fedavg", "ring"])
-def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path: Path, strategy: str) -> None:
-    straight = simulate_in_process(tiny_config(tmp_path / "a", f'federation.strategy="{strategy}"'))
-    cfg = tiny_config(tmp_path / "b", f'federation.strategy="{strategy}"')
+def crash_after_round_2(cfg) -> None:
+    """Run ``cfg`` until the server dies after round 2, before its checkpoint."""
 
-    def crash(record: dict) -> None:  # the server dies after round 2, before its checkpoint
+    def crash(record: dict) -> None:
         if record["round"] == 2:
             raise Killed
 
+    schema, sites = prepare_sites(cfg, late_seconds=0.0)
     with pytest.raises(Killed):
-        run_federation(cfg, InProcessTransport(cfg), on_round=crash)
+        run_federation(cfg, schema, InProcessTransport.from_sites(sites), on_round=crash)
+
+
+@pytest.mark.parametrize("strategy", ["fedavg", "ring"])
+def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path: Path, strategy: str) -> None:
+    """Bit-identical only in the opt-in reproducible-noise mode (secret noise never repeats)."""
+    straight = simulate_in_process(tiny_config(tmp_path / "a", f'federation.strategy="{strategy}"', *REPRODUCIBLE))
+    cfg = tiny_config(tmp_path / "b", f'federation.strategy="{strategy}"', *REPRODUCIBLE)
+    crash_after_round_2(cfg)
     resumed = simulate_in_process(cfg, resume=True)
     wa, wb = np.load(tmp_path / "a/model/weights.npz"), np.load(tmp_path / "b/model/weights.npz")
     for k in wa.files:
@@ -125,21 +133,41 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path: Path, str
     check_contract(tmp_path / "b")
 
 
+def test_resume_with_secret_noise_completes_and_charges_every_round(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run")
+    crash_after_round_2(cfg)
+    simulate_in_process(cfg, resume=True)
+    check_contract(tmp_path / "run")  # includes: every accepted round has its ledger entry
+    privacy = json.loads((tmp_path / "run" / "privacy.json").read_text())
+    for h in privacy["hospitals"].values():  # round 2 was answered from the store, not trained twice
+        assert [e["round"] for e in h["history"]] == [1, 2, 3]
+
+
 def test_a_different_instruction_after_resume_is_charged_again(tmp_path: Path) -> None:
     """If the resumed server sends something else for a round already trained, the hospital
     trains again and its ledger keeps both runs: epsilon is never under-reported."""
     from fedsynth.hospital.service import HospitalService
     from fedsynth.protocol import RoundInstruction
+    from fedsynth.simulation.sites import prepare_sites
 
     cfg = tiny_config(tmp_path / "run")
-    service = HospitalService()
-    service.handle(0, cfg, RoundInstruction(1, "autoencoder"))
-    first = service.handle(0, cfg, RoundInstruction(2, "gan"))
-    again = HospitalService().handle(0, cfg, RoundInstruction(2, "gan", merge_rule="median"))
+    _, sites = prepare_sites(cfg, late_seconds=0.0)
+    job = make_job(cfg, sites[0])
+    service = HospitalService(sites[0])
+    service.handle(RoundInstruction(1, "autoencoder", job=job))
+    first = service.handle(RoundInstruction(2, "gan", job=job))
+    again = HospitalService(sites[0]).handle(RoundInstruction(2, "gan", merge_rule="median", job=job))
     assert [e["round"] for e in first.ledger["history"]] == [1, 2]
     assert [e["round"] for e in again.ledger["history"]] == [1, 2, 2]
-    replay = HospitalService().handle(0, cfg, RoundInstruction(2, "gan", merge_rule="median"))
+    replay = HospitalService(sites[0]).handle(RoundInstruction(2, "gan", merge_rule="median", job=job))
     assert replay.ledger == again.ledger  # an identical instruction is answered from the store
+
+
+def make_job(cfg, site):
+    from fedsynth.data.records_file import load_records
+    from fedsynth.federation.server import make_job as job_of
+
+    return job_of(cfg, load_records(site.data_path).schema, "run-x")
 
 
 def test_byte_counts_and_simulated_time_are_consistent(tmp_path: Path) -> None:

@@ -72,9 +72,7 @@ def simulate(
             cfg = load_config(resume / "config.toml", [f'out_dir="{resume}"'])
         else:
             cfg = _load(config, set_, out)
-            target = Path(cfg.out_dir)
-            if (target / "summary.json").exists() or (target / "metrics.jsonl").exists():
-                raise FedsynthError(f"{target} already holds a run: choose another --out, or --resume it")
+            _refuse_existing(Path(cfg.out_dir))
         if engine == "flower":
             summary = run_flower(cfg, verbose=verbose, resume=resume is not None)
         else:
@@ -82,7 +80,56 @@ def simulate(
     except FedsynthError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e
-    console.print(f"run folder: {cfg.out_dir}  (TSTR MCC {summary['tstr'].get('mcc')})")
+    console.print(f"run folder: {cfg.out_dir}  (TSTR MCC {summary['tstr'].get('mcc')})  {summary['label']}")
+
+
+@app.command()
+def prepare(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to prepare (overrides out_dir).")] = None,
+) -> None:
+    """Write the simulated hospitals' sites and the public schema, for `flwr run .` to train.
+
+    Writes DIR/schema.json (the consortium's public schema, all the server reads), DIR/config.toml,
+    and DIR/sites/hospital-i/ (each hospital's own records and site.toml: policy, device, faults).
+    Then: FEDSYNTH_SITES_DIR=DIR/sites flwr run . --run-config 'out_dir="DIR"', and afterwards
+    `fedsynth audit DIR` for the scores that need real records.
+    """
+    from fedsynth.simulation.sites import LATE_MARGIN_SECONDS, prepare_sites
+
+    try:
+        cfg = _load(config, set_, out)
+        _refuse_existing(Path(cfg.out_dir))
+        prepare_sites(cfg, cfg.federation.round_timeout + LATE_MARGIN_SECONDS)
+        from fedsynth.config import save_config
+
+        save_config(cfg, Path(cfg.out_dir) / "config.toml")
+    except FedsynthError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    console.print(f"prepared {cfg.federation.num_hospitals} sites in {cfg.out_dir}/sites")
+
+
+@app.command()
+def audit(run_dir: Annotated[Path, typer.Argument(help="Run folder of a finished simulation.")]) -> None:
+    """Score a finished simulated run with the real records the simulation owns: TSTR, TRTR and,
+    when configured, the centralized baseline (whose spend is composed into privacy.json)."""
+    from fedsynth.simulation.audit import audit_run
+
+    try:
+        if not (run_dir / "config.toml").is_file() or not (run_dir / "summary.json").is_file():
+            raise FedsynthError(f"{run_dir}: no config.toml and summary.json (not a finished run folder)")
+        summary = audit_run(load_config(run_dir / "config.toml", [f'out_dir="{run_dir}"']))
+    except FedsynthError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    console.print(f"TSTR MCC {summary['tstr'].get('mcc')}  TRTR MCC {summary['trtr'].get('mcc')}  {summary['label']}")
+
+
+def _refuse_existing(target: Path) -> None:
+    if (target / "summary.json").exists() or (target / "metrics.jsonl").exists() or (target / "sites").exists():
+        raise FedsynthError(f"{target} already holds a run: choose another --out, or --resume it")
 
 
 @app.command("config")

@@ -90,6 +90,12 @@ def _build_section(cls: type, values: dict[str, Any], prefix: str) -> Any:
         raise ConfigError(f"{prefix or 'config'}: {e}") from e
 
 
+def build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """Build any configuration dataclass from nested plain data, checking every key and type;
+    errors name the key as ``prefix`` + field (e.g. a site file's ``policy.max_delta``)."""
+    return _build_section(cls, values, prefix)
+
+
 def build(nested: dict[str, Any]) -> RunConfig:
     """Build and validate a :class:`RunConfig` from a nested dict (missing keys take defaults)."""
     return _build_section(RunConfig, nested, "")
@@ -162,17 +168,20 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def read_toml(path: str | Path, what: str = "configuration file") -> dict[str, Any]:
+    """A TOML file as nested plain data; errors name the file and what was expected."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: {what} not found")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from e
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Load a TOML run configuration (or the defaults) and apply ``key=value`` overrides."""
-    nested: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: configuration file not found")
-        try:
-            nested = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{p}: not valid TOML ({e})") from e
+    nested: dict[str, Any] = read_toml(path) if path is not None else {}
     flat_overrides = dict(parse_override(o) for o in overrides)
     merged = _merge(nested, unflatten(flat_overrides))
     try:

@@ -11,6 +11,7 @@ from typing import Literal
 
 from fedsynth.data.config import DataConfig
 from fedsynth.errors import ConfigError
+from fedsynth.site.policy import SitePolicy
 
 
 def _require(condition: bool, key: str, expected: str, value: object) -> None:
@@ -90,11 +91,16 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PrivacyConfig:
-    """DP-SGD settings every hospital applies to the networks that touch real records.
+    """The DP-SGD settings the server *requests* for the networks that touch real records.
 
-    With ``noise_multiplier = 0`` the noise is derived from ``target_epsilon`` over the planned
-    rounds (target-epsilon mode); with a positive ``noise_multiplier`` it is fixed. A hospital
-    refuses to train past ``epsilon_budget`` (0 means: the target epsilon).
+    Each hospital holds the request to its own site policy (``fedsynth.site.policy``): it runs the
+    request when it is at least as strict, and refuses otherwise. With ``noise_multiplier = 0`` the
+    noise is derived from ``target_epsilon`` over the planned rounds (target-epsilon mode); with a
+    positive ``noise_multiplier`` it is fixed. A hospital refuses to train past ``epsilon_budget``
+    in this run (0 means: the target epsilon). ``sample_rate`` is the Poisson sample rate; 0 lets a
+    hospital whose record count is public use ``train.batch_size / records``.
+    ``reproducible_noise`` derives DP noise and sampling from the seed: simulation studies only,
+    refused by sites whose policy does not allow it, and never private against the seed's holder.
     """
 
     enabled: bool = True
@@ -104,6 +110,8 @@ class PrivacyConfig:
     max_grad_norm: float = 1.0
     delta: float = 1e-5
     accountant: Literal["rdp", "prv"] = "rdp"
+    sample_rate: float = 0.04
+    reproducible_noise: bool = False
 
     def __post_init__(self) -> None:
         _require(self.target_epsilon > 0, "privacy.target_epsilon", "a positive epsilon", self.target_epsilon)
@@ -122,6 +130,12 @@ class PrivacyConfig:
         _require(self.max_grad_norm > 0, "privacy.max_grad_norm", "a positive clipping norm", self.max_grad_norm)
         _require(0 < self.delta < 1, "privacy.delta", "a value in (0, 1)", self.delta)
         _require(self.accountant in ("rdp", "prv"), "privacy.accountant", "'rdp' or 'prv'", self.accountant)
+        _require(
+            0 <= self.sample_rate <= 1,
+            "privacy.sample_rate",
+            "0 (batch_size / records, public record counts only) or a rate in (0, 1]",
+            self.sample_rate,
+        )
 
     @property
     def budget(self) -> float:
@@ -246,11 +260,15 @@ class SimulationConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """What the server does with the final generator."""
+    """What the server does with the final generator, and what the simulation audits.
+
+    ``centralized_baseline`` trains a second generator on the pooled records of all simulated
+    hospitals under the same budget (for AMP); it is a second DP release on the same patients, so
+    its mechanism history is composed into every hospital's reported epsilon.
+    """
 
     num_synthetic: int = 1000
-    #: Also train a centralized generator on the pooled records (same budget) for AMP.
-    centralized_baseline: bool = True
+    centralized_baseline: bool = False
 
     def __post_init__(self) -> None:
         _require(self.num_synthetic >= 10, "evaluation.num_synthetic", "at least 10 samples", self.num_synthetic)
@@ -272,3 +290,6 @@ class RunConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    #: The privacy policy the simulation writes into every simulated hospital's site file (the
+    #: server never reads it; real sites write their own).
+    site_policy: SitePolicy = field(default_factory=SitePolicy)

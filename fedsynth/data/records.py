@@ -11,6 +11,8 @@ bounds instead of statistics of the training data, so preprocessing leaks nothin
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -65,6 +67,9 @@ class Schema:
     #: Where the numeric bounds come from: "public" (declared independently of the data) or
     #: "data" (fitted on the raw data; not differentially private, reported as such).
     bounds_source: Literal["public", "data"] = "public"
+    #: Where the class names come from: "declared" (configuration, or known by construction) or
+    #: "data" (inferred from the labels; a non-DP release wherever the schema is published).
+    class_names_source: Literal["declared", "data"] = "declared"
 
     @property
     def num_classes(self) -> int:
@@ -97,7 +102,21 @@ class Schema:
             "class_names": list(self.class_names),
             "image_shape": list(self.image_shape) if self.image_shape else None,
             "bounds_source": self.bounds_source,
+            "class_names_source": self.class_names_source,
         }
+
+    def digest(self) -> str:
+        """A fingerprint of the whole schema: hospitals check their data against the public one."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def inferred_from_data(self) -> list[str]:
+        """The parts of this schema that were inferred from patient data (not DP) rather than declared."""
+        parts = []
+        if self.bounds_source == "data":
+            parts.append("clinical columns: kinds, numeric bounds and category levels fitted on the data")
+        if self.class_names_source == "data":
+            parts.append("class names (and the number of classes) inferred from the labels")
+        return parts
 
     @classmethod
     def from_dict(cls, d: dict) -> Schema:
@@ -115,6 +134,7 @@ class Schema:
             class_names=tuple(d["class_names"]),
             image_shape=tuple(d["image_shape"]) if d.get("image_shape") else None,
             bounds_source=d.get("bounds_source", "public"),
+            class_names_source=d.get("class_names_source", "declared"),
         )
 
 

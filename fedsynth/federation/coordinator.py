@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fedsynth.config.schema import RunConfig
 from fedsynth.federation.checkpoint import ServerCheckpoint
@@ -26,7 +26,7 @@ from fedsynth.federation.transport import Exchange, Transport
 from fedsynth.federation.validation import reference_of, validate_update
 from fedsynth.models.generator import phase_networks
 from fedsynth.privacy.ledger import PrivacyLedger
-from fedsynth.protocol import Arrays, HospitalReply
+from fedsynth.protocol import Arrays, HospitalReply, Job
 from fedsynth.runfolder import RunFolder
 
 log = logging.getLogger("fedsynth.server")
@@ -34,9 +34,11 @@ log = logging.getLogger("fedsynth.server")
 
 @dataclass
 class FederationResult:
-    """What the rounds leave behind for the final evaluation."""
+    """What the rounds leave behind: the ledgers and plans hospitals reported, their refusals."""
 
     ledgers: dict[int, PrivacyLedger] = field(default_factory=dict)
+    plans: dict[int, dict] = field(default_factory=dict)
+    refusals: dict[int, list[dict]] = field(default_factory=dict)
     rounds_run: int = 0
 
 
@@ -51,12 +53,14 @@ class Coordinator:
     def __init__(
         self,
         config: RunConfig,
+        job: Job,
         strategy: Strategy,
         transport: Transport,
         run: RunFolder,
         on_round: Callable[[dict], None] | None = None,
     ) -> None:
         self.config = config
+        self.job = job
         self.strategy = strategy
         self.transport = transport
         self.run = run
@@ -73,8 +77,18 @@ class Coordinator:
         for server_round in range(start, self.config.train.num_rounds + 1):
             self._run_round(server_round, hospitals, result)
             result.rounds_run = server_round
-            self.checkpoint.save(server_round, self.strategy.state_dict(), result.ledgers)
+            self.checkpoint.save(server_round, self.strategy.state_dict(), result)
+        self._collect_final_ledgers(hospitals, result)
         return result
+
+    def _collect_final_ledgers(self, hospitals: list[int], result: FederationResult) -> None:
+        """Ask every hospital for its full ledger once the rounds are over: a hospital that trained
+        but answered too late (or whose reply was lost) reports that spend here."""
+        for hid, ledger in self.transport.ledgers(hospitals, timeout=self.config.federation.round_timeout).items():
+            reported = PrivacyLedger.from_dict(ledger)
+            known = result.ledgers.get(hid)
+            if known is None or len(reported.events) >= len(known.events):
+                result.ledgers[hid] = reported
 
     def _restore(self, result: FederationResult) -> int:
         """Load the newest checkpoint; set aside log lines of rounds after it (kept, not deleted)."""
@@ -82,9 +96,11 @@ class Coordinator:
         if saved is None:
             self.run.set_aside_metrics(after_round=0)
             return 1
-        server_round, strategy_state, ledgers = saved
+        server_round, strategy_state, restored = saved
         self.strategy.load_state_dict(strategy_state)
-        result.ledgers.update(ledgers)
+        result.ledgers.update(restored.ledgers)
+        result.plans.update(restored.plans)
+        result.refusals.update(restored.refusals)
         result.rounds_run = server_round
         self.run.set_aside_metrics(after_round=server_round)
         log.info("resuming after round %d", server_round)
@@ -105,17 +121,17 @@ class Coordinator:
         rejected: dict[int, str] = {}
         models: list[Arrays] = []
         try:
-            sends = next(plan)
+            sends = self._with_job(next(plan))
             while True:
                 exchange = self.transport.exchange(sends, timeout=self.config.federation.round_timeout)
                 failures.update(exchange.failures)
                 accepted = self._screen(exchange, reference, max_bytes, rejected)
                 self._count(sends, exchange, waves, edges, totals)
                 for reply in exchange.replies:
-                    result.ledgers[reply.hospital_id] = PrivacyLedger.from_dict(reply.ledger)
+                    self._record_reply(server_round, reply, result)
                     self._log_hospital(server_round, phase, reply, exchange, rejected.get(reply.hospital_id))
                 models += [r.weights for r in accepted if r.weights is not None and r.refused is None]
-                sends = plan.send(accepted)
+                sends = self._with_job(plan.send(accepted))
         except StopIteration as stop:
             outcome: RoundOutcome = stop.value
         record = self._server_record(
@@ -125,6 +141,20 @@ class Coordinator:
         self.run.append_metrics(record)
         if self.on_round is not None:
             self.on_round(record)
+
+    def _with_job(self, sends: list[Send]) -> list[Send]:
+        """Every instruction carries the run's job (the strategies know nothing of it)."""
+        return [replace(s, instruction=replace(s.instruction, job=self.job)) for s in sends]
+
+    @staticmethod
+    def _record_reply(server_round: int, reply: HospitalReply, result: FederationResult) -> None:
+        hid = reply.hospital_id
+        if reply.ledger:
+            result.ledgers[hid] = PrivacyLedger.from_dict(reply.ledger)
+        if reply.plan:
+            result.plans[hid] = dict(reply.plan)
+        if reply.refused is not None:
+            result.refusals.setdefault(hid, []).append({"round": server_round, "reason": reply.refused})
 
     def _screen(
         self, exchange: Exchange, reference: dict, max_bytes: int, rejected: dict[int, str]

@@ -1,13 +1,14 @@
 """Star topology: every hospital trains from the global model; the server aggregates.
 
-With ``rule = "mean"`` this is FedAvg (McMahan et al. 2017) weighted by examples; ``median``,
-``trimmed_mean`` and ``krum`` give the robust variants (see :mod:`fedsynth.federation.aggregation`).
+With ``rule = "mean"`` this is FedAvg (McMahan et al. 2017), weighted by examples where every
+hospital declares its record count public and uniform otherwise; ``median``,
+``trimmed_mean`` and ``krum`` give the robust variants (see :mod:`fedsynth.aggregation`).
 """
 
 from __future__ import annotations
 
+from fedsynth.aggregation import aggregate
 from fedsynth.errors import ConfigError
-from fedsynth.federation.aggregation import aggregate
 from fedsynth.federation.strategy import RoundOutcome, RoundPlan, Send, Strategy
 from fedsynth.protocol import RoundInstruction
 
@@ -23,13 +24,19 @@ class FedAvg(Strategy):
         outcome = RoundOutcome()
         answered = {r.hospital_id for r in replies}
         outcome.missing = [h for h in hospitals if h not in answered]
-        updates = []
-        for reply in sorted(replies, key=lambda r: r.hospital_id):  # order-independent result
+        usable = [
+            r for r in sorted(replies, key=lambda r: r.hospital_id) if r.refused is None and r.weights is not None
+        ]
+        for reply in replies:
             if reply.refused is not None:
                 outcome.refused[reply.hospital_id] = reply.refused
-            elif reply.weights is not None:
-                outcome.accepted.append(reply.hospital_id)
-                updates.append((reply.weights, float(reply.num_examples)))
+        # Weight by record counts only when every hospital declared its count public; otherwise
+        # every update counts the same (a private count never leaves its site).
+        counted = all(r.num_examples is not None for r in usable)
+        updates = []
+        for reply in usable:  # order-independent result
+            outcome.accepted.append(reply.hospital_id)
+            updates.append((reply.weights, float(reply.num_examples) if counted else 1.0))
         enough = len(updates) >= self.min_hospitals
         if enough:
             try:

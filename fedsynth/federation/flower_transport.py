@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.app import Message
 from flwr.serverapp import Grid
 
 from fedsynth.federation import wire
@@ -46,16 +46,11 @@ class GridTransport:
                 )
             time.sleep(0.5)
             node_ids = list(self.grid.get_node_ids())
-        queries = [
-            Message(
-                content=RecordDict({"query": ConfigRecord({"what": "identity"})}), dst_node_id=n, message_type=QUERY
-            )
-            for n in node_ids
-        ]
+        queries = [Message(content=wire.query_content("identity"), dst_node_id=n, message_type=QUERY) for n in node_ids]
         for reply in self.grid.send_and_receive(queries, timeout=self.wait_seconds):
             if reply.has_error():
                 raise RuntimeError(f"node {reply.metadata.src_node_id} failed to identify itself: {reply.error}")
-            hid = int(reply.content.config_records["identity"]["hospital_id"])
+            hid = wire.content_to_identity(reply.content)
             if hid in self._node_of:
                 raise RuntimeError(f"two nodes claim hospital id {hid}")
             self._node_of[hid] = reply.metadata.src_node_id
@@ -75,9 +70,32 @@ class GridTransport:
             if reply.has_error():
                 out.failures[hid] = f"error reply: {reply.error.reason}"
                 continue
+            decoded = wire.content_to_reply(reply.content)
+            if decoded.hospital_id != hid:  # the server knows a hospital by its node, not by its claim
+                out.failures[hid] = f"reply claims to be hospital {decoded.hospital_id}"
+                continue
             out.bytes_up[hid] = wire.content_nbytes(reply.content)
-            out.replies.append(wire.content_to_reply(reply.content))
+            out.replies.append(decoded)
         for send in sends:
             if send.hospital_id not in answered:
                 out.failures[send.hospital_id] = f"no reply within {timeout:.0f} s"
+        return out
+
+    def ledgers(self, hospitals: list[int], timeout: float) -> dict[int, dict]:
+        messages = [
+            Message(content=wire.query_content("ledger"), dst_node_id=self._node_of[h], message_type=QUERY)
+            for h in hospitals
+            if h in self._node_of
+        ]
+        out: dict[int, dict] = {}
+        for reply in self.grid.send_and_receive(messages, timeout=timeout):
+            if reply.has_error():
+                log.warning("node %s did not report its ledger: %s", reply.metadata.src_node_id, reply.error.reason)
+                continue
+            claimed, ledger = wire.content_to_ledger(reply.content)
+            hid = {n: h for h, n in self._node_of.items()}.get(reply.metadata.src_node_id)
+            if hid is None or claimed != hid:
+                log.warning("node %s reported a ledger for hospital %s: ignored", reply.metadata.src_node_id, claimed)
+                continue
+            out[hid] = ledger
         return out

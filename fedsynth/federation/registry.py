@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fedsynth.aggregation import check_rule
 from fedsynth.config.schema import FederationConfig
 from fedsynth.errors import ConfigError
-from fedsynth.federation.aggregation import check_rule
 from fedsynth.federation.fedavg import FedAvg
 from fedsynth.federation.ring import Ring
 from fedsynth.federation.strategy import Strategy

@@ -15,7 +15,7 @@ all hospitals' last models (``average``) or the model of the hospital that train
 
 from __future__ import annotations
 
-from fedsynth.federation.aggregation import weighted_mean
+from fedsynth.aggregation import weighted_mean
 from fedsynth.federation.strategy import RoundOutcome, RoundPlan, Send, Strategy
 from fedsynth.protocol import Arrays, HospitalReply, RoundInstruction
 
@@ -76,7 +76,8 @@ class Ring(Strategy):
         if reply.weights is None:
             return False
         self.models[hid] = {**self.models.get(hid, self.weights), **reply.weights}
-        self.examples[hid] = reply.num_examples
+        if reply.num_examples is not None:  # a private record count weighs 1
+            self.examples[hid] = reply.num_examples
         outcome.accepted.append(hid)
         return True
 

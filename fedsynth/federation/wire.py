@@ -14,7 +14,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from flwr.common.serde import recorddict_to_proto
 
-from fedsynth.protocol import Arrays, HospitalReply, RoundInstruction
+from fedsynth.protocol import Arrays, HospitalReply, Job, RoundInstruction
 
 
 def arrays_to_record(arrays: Arrays) -> ArrayRecord:
@@ -38,6 +38,7 @@ def instruction_to_content(instruction: RoundInstruction) -> RecordDict:
             "merge_rule": instruction.merge_rule,
             "merge_params": json.dumps(instruction.merge_params),
             "own_weight": float(instruction.own_weight),
+            "job": instruction.job.to_json() if instruction.job is not None else "",
         }
     )
     if instruction.weights is not None:
@@ -63,6 +64,7 @@ def content_to_instruction(content: RecordDict) -> RoundInstruction:
         merge_rule=str(config["merge_rule"]),
         merge_params=json.loads(str(config["merge_params"])),
         own_weight=float(config["own_weight"]),
+        job=Job.from_json(str(config["job"])) if str(config["job"]) else None,
     )
 
 
@@ -74,10 +76,12 @@ def reply_to_content(reply: HospitalReply) -> RecordDict:
             "server_round": reply.server_round,
             "refused": reply.refused or "",
             "ledger": json.dumps(reply.ledger),
+            "plan": json.dumps(reply.plan),
         }
     )
     metrics = {k: float(v) for k, v in reply.metrics.items() if v is not None and np.isfinite(v)}
-    metrics["num-examples"] = int(reply.num_examples)
+    if reply.num_examples is not None:  # only when the site declares its record count public
+        metrics["num-examples"] = int(reply.num_examples)
     content["metrics"] = MetricRecord(metrics)
     if reply.weights is not None:
         content["arrays"] = arrays_to_record(reply.weights)
@@ -87,7 +91,8 @@ def reply_to_content(reply: HospitalReply) -> RecordDict:
 def content_to_reply(content: RecordDict) -> HospitalReply:
     status = content.config_records["status"]
     metrics = dict(content.metric_records["metrics"])
-    num_examples = int(metrics.pop("num-examples"))
+    count = metrics.pop("num-examples", None)
+    num_examples = None if count is None else int(count)
     weights = record_to_arrays(content.array_records["arrays"]) if "arrays" in content.array_records else None
     return HospitalReply(
         hospital_id=int(status["hospital_id"]),
@@ -96,6 +101,7 @@ def content_to_reply(content: RecordDict) -> HospitalReply:
         weights=weights,
         metrics={k: float(v) for k, v in metrics.items()},
         ledger=json.loads(str(status["ledger"])),
+        plan=json.loads(str(status["plan"])),
         refused=str(status["refused"]) or None,
     )
 
@@ -103,3 +109,29 @@ def content_to_reply(content: RecordDict) -> HospitalReply:
 def content_nbytes(content: RecordDict) -> int:
     """Size in bytes of the serialized content (what Flower transmits for it)."""
     return recorddict_to_proto(content).ByteSize()
+
+
+def query_content(what: str) -> RecordDict:
+    """A query to a hospital: ``identity`` (which hospital are you) or ``ledger`` (your full ledger)."""
+    return RecordDict({"query": ConfigRecord({"what": what})})
+
+
+def query_of(content: RecordDict) -> str:
+    return str(content.config_records["query"]["what"])
+
+
+def identity_to_content(hospital_id: int) -> RecordDict:
+    return RecordDict({"identity": ConfigRecord({"hospital_id": int(hospital_id)})})
+
+
+def content_to_identity(content: RecordDict) -> int:
+    return int(content.config_records["identity"]["hospital_id"])
+
+
+def ledger_to_content(hospital_id: int, ledger: dict) -> RecordDict:
+    return RecordDict({"ledger": ConfigRecord({"hospital_id": int(hospital_id), "ledger": json.dumps(ledger)})})
+
+
+def content_to_ledger(content: RecordDict) -> tuple[int, dict]:
+    record = content.config_records["ledger"]
+    return int(record["hospital_id"]), json.loads(str(record["ledger"]))

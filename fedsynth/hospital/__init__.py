@@ -1,6 +1,7 @@
-"""A hospital as a library object: state kept across rounds, one call per round."""
+"""The hospital (site) side: its privacy plan, guardrails, ledger on disk, training and service."""
 
 from fedsynth.hospital.hospital import Hospital, resolve_device
-from fedsynth.hospital.plan import PrivacyPlan, make_privacy_plan
+from fedsynth.hospital.plan import PrivacyPlan, resolve_plan
+from fedsynth.hospital.service import HospitalService
 
-__all__ = ["Hospital", "PrivacyPlan", "make_privacy_plan", "resolve_device"]
+__all__ = ["Hospital", "HospitalService", "PrivacyPlan", "resolve_device", "resolve_plan"]

@@ -1,9 +1,20 @@
-"""One hospital: its data partition, models, optimizers, DP engines, ledger and RNG, kept across rounds.
+"""One hospital's training for one run: its records, the generator, the DP-SGD networks, kept across
+rounds.
 
-The hospital is a library object: given a :class:`RoundInstruction` it trains and returns a
-:class:`HospitalReply`. The Flower ClientApp, and any Flower-free runner, only translate messages
-to this call and back. Its whole state saves and restores as one dict (:meth:`state_dict`), which is
-what resume, crash recovery and real sites rely on.
+The hospital is a library object: given a :class:`RoundInstruction` and the randomness of the
+mechanism run it trains the round's phase and returns the trained weights plus the metrics that
+stay on the site (losses on real records). The site service decides whether it may train at all,
+charges the ledger and builds the reply; the Flower ClientApp and the in-process engine only carry
+messages. Its whole state saves and restores as one dict (:meth:`state_dict`).
+
+What one record can change (the accounting assumes exactly this; tests measure it):
+
+- autoencoder step: the record's own row of the batch, clipped to C;
+- discriminator step: the record's real latent and one fake latent drawn for it form *one* row
+  (shape (b, 2, d)), so their gradients are summed before clipping and the pair is clipped to C
+  as one contribution. Adding a record adds one clipped row, whatever weights the server sent;
+- generator steps use a fixed, public batch size (never the size of a Poisson batch) and touch
+  no real record: post-processing of the discriminator.
 """
 
 from __future__ import annotations
@@ -11,16 +22,15 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from fedsynth.config.schema import RunConfig
+from fedsynth.aggregation import merge_window
 from fedsynth.data.records import Dataset
-from fedsynth.federation.aggregation import merge_window
-from fedsynth.hospital.plan import PrivacyPlan, local_steps, make_privacy_plan
+from fedsynth.hospital.plan import PrivacyPlan, local_steps
 from fedsynth.models.generator import build_generator, phase_networks
-from fedsynth.privacy.dpsgd import DPNetwork, backward, poisson_sample
-from fedsynth.privacy.ledger import PrivacyLedger
-from fedsynth.protocol import Arrays, HospitalReply, RoundInstruction
+from fedsynth.privacy.dpsgd import DPNetwork, backward
+from fedsynth.privacy.randomness import MechanismRandomness
+from fedsynth.protocol import Arrays, Job, RoundInstruction
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 
 def resolve_device(name: str) -> torch.device:
@@ -31,37 +41,33 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Hospital:
-    """A simulated or real hospital taking part in federated generator training."""
+    """A hospital's models and DP engines for one run (see the module docstring)."""
 
-    def __init__(self, hospital_id: int, data: Dataset, config: RunConfig, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, hospital_id: int, data: Dataset, job: Job, plan: PrivacyPlan, device: torch.device | str = "cpu"
+    ) -> None:
         if len(data) == 0:
             raise ValueError(f"hospital {hospital_id} has no records")
         self.hospital_id = hospital_id
-        self.config = config
+        self.job = job
+        self.plan = plan
         self.device = torch.device(device)
         self.schema = data.schema
         self.num_examples = len(data)
-        self.plan: PrivacyPlan = make_privacy_plan(len(data), config.train, config.privacy)
-        self.ledger = PrivacyLedger(delta=config.privacy.delta, accountant=config.privacy.accountant)
         self.rounds_done: list[int] = []
-
-        seed = config.seed * 100_003 + hospital_id
-        self.sample_rng = torch.Generator().manual_seed(seed)
-        self.noise_rng = torch.Generator(device=self.device).manual_seed(seed + 7)
 
         # Data stays on the device for the whole run.
         self.images = None if data.images is None else torch.tensor(data.images, device=self.device)
         self.clinical = None if data.clinical is None else torch.tensor(data.clinical, device=self.device)
         self.labels = torch.tensor(data.labels, device=self.device)
 
-        self.model = build_generator(self.schema, config.model, config.seed).to(self.device)
-        t, p = config.train, self.plan
+        self.model = build_generator(self.schema, job.model, job.seed).to(self.device)
+        t = job.train
         common = dict(
-            private=p.private,
-            noise_multiplier=p.noise_multiplier,
-            max_grad_norm=p.max_grad_norm,
-            expected_batch_size=p.sample_rate * self.num_examples,
-            noise_generator=self.noise_rng,
+            private=plan.private,
+            noise_multiplier=plan.noise_multiplier,
+            max_grad_norm=plan.max_grad_norm,
+            expected_batch_size=plan.normalizer,
         )
         self.autoencoder = DPNetwork(self.model.autoencoder, lr=t.lr_autoencoder, betas=(0.9, 0.999), **common)
         self.discriminator = DPNetwork(self.model.discriminator, lr=t.lr_discriminator, **common)
@@ -70,8 +76,8 @@ class Hospital:
         )
 
     # -- one round -----------------------------------------------------------------------------
-    def train_round(self, instruction: RoundInstruction) -> HospitalReply:
-        """Load the received weights, check the budget, train the round's phase, reply."""
+    def train_round(self, instruction: RoundInstruction, randomness: MechanismRandomness) -> tuple[Arrays, dict]:
+        """Load the received weights, train the round's phase; (weights to send, site-only metrics)."""
         if instruction.weights is not None:
             self.model.load_weights(instruction.weights)
         if instruction.merge:
@@ -84,100 +90,85 @@ class Hospital:
             )
             self.model.load_weights(merged)
         phase = instruction.phase
-        steps = local_steps(self.config.train, phase)
-        event = self.plan.event(phase, instruction.server_round, steps)
-        refusal = self._budget_refusal([event])
-        if refusal is not None:
-            return self._reply(instruction, weights=None, metrics={}, refused=refusal)
+        steps = local_steps(self.job.train, phase)
+        for net in (self.autoencoder, self.discriminator):
+            net.use_randomness(randomness)
         if phase == "autoencoder":
-            metrics = self._train_autoencoder(steps)
+            metrics = self._train_autoencoder(steps, randomness)
         elif phase == "gan":
-            metrics = self._train_gan(steps)
+            metrics = self._train_gan(steps, randomness)
         else:
             raise ValueError(f"unknown training phase '{phase}' (expected 'autoencoder' or 'gan')")
-        self.ledger.record(event)
         self.rounds_done.append(instruction.server_round)
-        epsilon = self.ledger.epsilon()
-        metrics["epsilon"] = float("nan") if epsilon is None else epsilon
         weights = {k: v for k, v in self.model.weights().items() if k.split(".")[0] in phase_networks(phase)}
-        return self._reply(instruction, weights=weights, metrics=metrics, refused=None)
+        return weights, metrics
 
-    def _reply(
-        self, instruction: RoundInstruction, weights: Arrays | None, metrics: dict, refused: str | None
-    ) -> HospitalReply:
-        return HospitalReply(
-            hospital_id=self.hospital_id,
-            server_round=instruction.server_round,
-            num_examples=self.num_examples,
-            weights=weights,
-            metrics=metrics,
-            ledger=self.ledger.to_dict(),
-            refused=refused,
-        )
+    def _batch(self, randomness: MechanismRandomness) -> torch.Tensor:
+        return randomness.poisson_indices(self.num_examples, self.plan.sample_rate).to(self.device)
 
-    def _budget_refusal(self, planned: list) -> str | None:
-        """A reason to refuse when ``planned`` would take the hospital past its budget."""
-        if not self.plan.private or self.plan.budget is None:
-            return None
-        after = self.ledger.epsilon_after(planned)
-        if after is None or after > self.plan.budget * (1 + 1e-9):
-            spent = self.ledger.epsilon() or 0.0
-            return (
-                f"hospital {self.hospital_id} refuses round {planned[0].round}: epsilon would reach "
-                f"{after:.4g} > budget {self.plan.budget:.4g} (spent so far {spent:.4g} at delta {self.plan.delta:g})"
-            )
-        return None
-
-    def _batch(self) -> torch.Tensor:
-        return poisson_sample(self.num_examples, self.plan.sample_rate, self.sample_rng).to(self.device)
-
-    def _train_autoencoder(self, steps: int) -> dict[str, float]:
+    def _train_autoencoder(self, steps: int, randomness: MechanismRandomness) -> dict[str, float]:
         self.model.autoencoder.train()
         losses, sizes = [], []
         for _ in range(steps):
-            idx = self._batch()
+            idx = self._batch(randomness)
             sizes.append(len(idx))
             if len(idx) == 0:
                 self.autoencoder.step(None)
                 continue
             images = None if self.images is None else self.images[idx]
             clinical = None if self.clinical is None else self.clinical[idx]
-            noise = torch.randn(len(idx), self.model.autoencoder.latent_dim, generator=self.sample_rng).to(self.device)
+            noise = torch.randn(len(idx), self.model.autoencoder.latent_dim, generator=randomness.aux).to(self.device)
             per_sample = self.autoencoder.forward(images, clinical, self.labels[idx], noise)
             losses.append(per_sample.mean().item())
             self.autoencoder.step(per_sample.sum())
         return {"ae_loss": _mean(losses), "mean_batch_size": _mean(sizes), "steps": float(steps)}
 
-    def _train_gan(self, steps: int) -> dict[str, float]:
-        model, cfg = self.model, self.config
+    def encode_all(self) -> torch.Tensor:
+        """The latent codes of every record under the current (global) autoencoder."""
         with torch.no_grad():
-            latents = model.autoencoder.encode(self.images, self.clinical)
+            return self.model.autoencoder.encode(self.images, self.clinical)
+
+    def discriminator_loss(
+        self, real: torch.Tensor, labels: torch.Tensor, fake: torch.Tensor, fake_labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The summed per-record loss of one discriminator step, and the class logits of the real rows.
+
+        Row i holds record i's real latent and the fake latent drawn for it, so Opacus computes one
+        per-sample gradient for the pair and clips the pair to C as one contribution.
+        """
+        b = real.shape[0]
+        pairs = torch.stack([real, fake], dim=1)  # (b, 2, d)
+        pair_labels = torch.stack([labels, fake_labels], dim=1)  # (b, 2)
+        score, logits = self.discriminator.forward(pairs, pair_labels)  # (b, 2), (b, 2, classes)
+        target = torch.stack([torch.ones(b, device=self.device), torch.zeros(b, device=self.device)], dim=1)
+        loss = F.binary_cross_entropy_with_logits(score, target, reduction="sum") + F.cross_entropy(
+            logits[:, 0], labels, reduction="sum"
+        )
+        return loss, logits[:, 0].detach()
+
+    def _train_gan(self, steps: int, randomness: MechanismRandomness) -> dict[str, float]:
+        model, train = self.model, self.job.train
+        latents = self.encode_all()
         num_classes = self.schema.num_classes
-        g_steps = cfg.train.generator_steps_per_round
+        g_steps = train.generator_steps_per_round
         d_losses, g_losses, real_acc = [], [], []
         for i in range(steps):
-            idx = self._batch()
+            idx = self._batch(randomness)
             b = len(idx)
             if b == 0:
                 self.discriminator.step(None)
             else:
                 real, labels = latents[idx], self.labels[idx]
                 with torch.no_grad():
-                    fake_labels = torch.randint(num_classes, (b,), generator=self.sample_rng).to(self.device)
-                    fake = model.generator(self._noise(b), fake_labels)
-                # One forward pass over [real; fake]: every row is clipped on its own, and a real
-                # record only ever influences its own row (the fake rows do not depend on data).
-                score, logits = self.discriminator.forward(torch.cat([real, fake]), torch.cat([labels, fake_labels]))
-                target = torch.cat([torch.ones(b, device=self.device), torch.zeros(b, device=self.device)])
-                loss = F.binary_cross_entropy_with_logits(score, target, reduction="sum") + F.cross_entropy(
-                    logits[:b], labels, reduction="sum"
-                )
+                    fake_labels = torch.randint(num_classes, (b,), generator=randomness.aux).to(self.device)
+                    fake = model.generator(self._noise(b, randomness), fake_labels)
+                loss, logits = self.discriminator_loss(real, labels, fake, fake_labels)
                 d_losses.append(loss.item() / b)
-                real_acc.append((logits[:b].argmax(1) == labels).float().mean().item())
+                real_acc.append((logits.argmax(1) == labels).float().mean().item())
                 self.discriminator.step(loss)
             # Spread the generator steps evenly over the discriminator steps.
             if (i + 1) * g_steps // steps > i * g_steps // steps:
-                g_losses.append(self._generator_step(max(b, 32)))
+                g_losses.append(self._generator_step(train.batch_size, randomness))
         return {
             "d_loss": _mean(d_losses),
             "g_loss": _mean(g_losses),
@@ -185,19 +176,19 @@ class Hospital:
             "steps": float(steps),
         }
 
-    def _noise(self, b: int) -> torch.Tensor:
-        return torch.randn(b, self.config.model.noise_dim, generator=self.sample_rng).to(self.device)
+    def _noise(self, b: int, randomness: MechanismRandomness) -> torch.Tensor:
+        return torch.randn(b, self.job.model.noise_dim, generator=randomness.aux).to(self.device)
 
-    def _generator_step(self, b: int) -> float:
+    def _generator_step(self, b: int, randomness: MechanismRandomness) -> float:
         """One generator step through the discriminator; no real record is touched (post-processing)."""
         model = self.model
-        labels = torch.randint(self.schema.num_classes, (b,), generator=self.sample_rng).to(self.device)
+        labels = torch.randint(self.schema.num_classes, (b,), generator=randomness.aux).to(self.device)
         self.discriminator.hooks(False)
         try:
-            score, logits = model.discriminator(model.generator(self._noise(b), labels), labels)
+            score, logits = model.discriminator(model.generator(self._noise(b, randomness), labels), labels)
             loss = F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
-            if self.config.train.generator_class_weight > 0:
-                loss = loss + self.config.train.generator_class_weight * F.cross_entropy(logits, labels)
+            if self.job.train.generator_class_weight > 0:
+                loss = loss + self.job.train.generator_class_weight * F.cross_entropy(logits, labels)
             self.generator_optimizer.zero_grad(set_to_none=True)
             backward(loss)
             self.generator_optimizer.step()
@@ -208,10 +199,12 @@ class Hospital:
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything the hospital keeps across rounds, as one picklable dict (tensors on CPU)."""
+        """Everything the hospital keeps across rounds of a run, as one picklable dict (tensors on
+        CPU). No randomness is saved: a restored hospital draws fresh noise."""
         return {
             "format": STATE_FORMAT,
             "hospital_id": self.hospital_id,
+            "run": self.job.run_id,
             "num_examples": self.num_examples,
             "rounds_done": list(self.rounds_done),
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -220,28 +213,24 @@ class Hospital:
                 "discriminator": self.discriminator.base_optimizer.state_dict(),
                 "generator": self.generator_optimizer.state_dict(),
             },
-            "ledger": self.ledger.to_dict(),
-            "rng": {"sample": self.sample_rng.get_state(), "noise": self.noise_rng.get_state()},
-            "plan": {"sample_rate": self.plan.sample_rate, "noise_multiplier": self.plan.noise_multiplier},
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` saved; the hospital must be built from the same data/config."""
+        """Restore what :meth:`state_dict` saved; the hospital must be built from the same data/job."""
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"hospital state format {state.get('format')} is not {STATE_FORMAT}")
-        if state["hospital_id"] != self.hospital_id or state["num_examples"] != self.num_examples:
+        mine = (self.hospital_id, self.num_examples, self.job.run_id)
+        theirs = (state["hospital_id"], state["num_examples"], state["run"])
+        if theirs != mine:
             raise ValueError(
-                f"saved state belongs to hospital {state['hospital_id']} with {state['num_examples']} records, "
-                f"not hospital {self.hospital_id} with {self.num_examples}"
+                f"saved state belongs to hospital {theirs[0]} with {theirs[1]} records in run {theirs[2]}, "
+                f"not hospital {mine[0]} with {mine[1]} in run {mine[2]}"
             )
         self.model.load_state_dict(state["model"])
         self.autoencoder.base_optimizer.load_state_dict(state["optimizers"]["autoencoder"])
         self.discriminator.base_optimizer.load_state_dict(state["optimizers"]["discriminator"])
         self.generator_optimizer.load_state_dict(state["optimizers"]["generator"])
-        self.ledger = PrivacyLedger.from_dict(state["ledger"])
         self.rounds_done = list(state["rounds_done"])
-        self.sample_rng.set_state(state["rng"]["sample"])
-        self.noise_rng.set_state(state["rng"]["noise"])
 
 
 def _mean(values: list[float] | list[int]) -> float:

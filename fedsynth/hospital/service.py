@@ -1,77 +1,259 @@
-"""Serving round instructions for the hospitals of one process.
+"""One site's service: everything a hospital does on a server's request, in front of every engine.
 
-Both the Flower ClientApp and the in-process transport call :meth:`HospitalService.handle`, so a
-simulated hospital behaves the same behind either: resident state, persistence after every round,
-and (in simulation only) the configured faults.
+Both the Flower ClientApp and the in-process engine call :meth:`HospitalService.handle`, so a
+hospital behaves the same behind either. For each instruction the service
+
+1. applies the faults its own site file declares (simulation only),
+2. answers an instruction it already answered from its stored reply (a resumed server): no new
+   computation on patient data, nothing new to charge,
+3. runs the site guardrails and resolves the run's privacy plan against its policy; a refusal
+   carries a reason the server logs,
+4. checks the round against the run's and the site's lifetime budget,
+5. charges the ledger on its own disk *before* the mechanism runs, then trains with randomness the
+   server cannot know (OS entropy, or a seed only in a permitted reproducible study),
+6. replies with DP outputs and declared public facts only; losses on real records go to the
+   site's own log.
+
+The service reads its records, state and policy from its site file alone; the server's run
+configuration never tells it where its data is or what it may spend.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from fedsynth.config.schema import RunConfig
-from fedsynth.federation.faults import FaultPlan, HospitalLate, HospitalUnavailable
-from fedsynth.hospital.hospital import resolve_device
-from fedsynth.hospital.resident import ResidentHospitals
-from fedsynth.hospital.store import HospitalStore
-from fedsynth.protocol import HospitalReply, RoundInstruction, instruction_digest, reply_from_dict, reply_to_dict
-from fedsynth.runfolder import RunFolder
+from fedsynth.data.records import Dataset
+from fedsynth.data.records_file import load_records
+from fedsynth.hospital.guardrails import Guardrail, Proposal, first_refusal
+from fedsynth.hospital.hospital import Hospital, resolve_device
+from fedsynth.hospital.ledger_file import LedgerDamaged, LedgerFile
+from fedsynth.hospital.plan import PrivacyPlan, local_steps, resolve_plan, within_budget
+from fedsynth.hospital.store import HospitalStore, SiteLog
+from fedsynth.privacy.ledger import PrivacyLedger
+from fedsynth.privacy.randomness import Randomness, ReproducibleRandomness, SecureRandomness
+from fedsynth.protocol import (
+    HospitalReply,
+    Job,
+    RoundInstruction,
+    instruction_digest,
+    reply_from_dict,
+    reply_to_dict,
+)
+from fedsynth.site.config import Site
+from fedsynth.site.faults import HospitalLate, HospitalUnavailable
+
+log = logging.getLogger("fedsynth.site")
+
+
+@dataclass
+class _Resident:
+    """The hospital of the run being trained, as it is after ``round`` (None: fresh)."""
+
+    run_id: str
+    hospital: Hospital
+    round: int | None
 
 
 class HospitalService:
-    """Trains hospitals of this process on request; ``late_seconds`` > 0 makes a late hospital
-    really wait (Flower), 0 raises :class:`HospitalLate` at once (in-process)."""
+    """The endpoint of one site (see the module docstring)."""
 
-    def __init__(self, late_seconds: float = 0.0) -> None:
-        self.resident = ResidentHospitals()
-        self.late_seconds = late_seconds
+    def __init__(self, site: Site, guardrails: list[Guardrail] | None = None) -> None:
+        self.site = site
+        self.guardrails = guardrails
+        self.ledger_file = LedgerFile(site.state_path, warn=self._warn)
+        self._data: Dataset | None = None
+        self._resident: _Resident | None = None
+        self._plans: dict[str, PrivacyPlan | str] = {}
+        self._last_plan: PrivacyPlan | None = None
 
-    def handle(
-        self,
-        hospital_id: int,
-        config: RunConfig,
-        instruction: RoundInstruction,
-        state_dir: Path | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> HospitalReply:
-        where = state_dir or RunFolder(config.out_dir).hospital_state_dir(hospital_id)
-        fault = FaultPlan.from_config(config.faults, config.federation.num_hospitals).fault(
-            hospital_id, instruction.server_round
-        )
+    @property
+    def hospital_id(self) -> int:
+        return self.site.hospital_id
+
+    @property
+    def data(self) -> Dataset:
+        """The site's own records (read once, from the file its site file names)."""
+        if self._data is None:
+            self._data = load_records(self.site.data_path, source=f"hospital {self.hospital_id}")
+        return self._data
+
+    # -- requests ------------------------------------------------------------------------------
+    def handle(self, instruction: RoundInstruction, sleep: Callable[[float], None] = time.sleep) -> HospitalReply:
+        """Answer one round instruction (see the module docstring for the order of checks)."""
+        faults = self.site.config.faults
+        fault = faults.fault(instruction.server_round)
         if fault in ("drop", "crash"):
             if fault == "crash":
-                self.resident.forget(where)  # a crash loses everything held in memory
+                self.forget()  # a crash loses everything held in memory
             raise HospitalUnavailable(
-                f"hospital {hospital_id} is unavailable in round {instruction.server_round} ({fault})"
+                f"hospital {self.hospital_id} is unavailable in round {instruction.server_round} ({fault})"
             )
-        digest = instruction_digest(instruction)
-        reply = self._replay(where, instruction.server_round, digest)
-        if reply is None:
-            device = resolve_device(config.simulation.device)
-            hospital = self.resident.get(hospital_id, config, where, device, instruction.server_round)
-            reply = hospital.train_round(instruction)
-            self.resident.finished(
-                hospital, where, instruction.server_round, {"reply": reply_to_dict(reply), "instruction_digest": digest}
-            )
+        reply = self._answer(instruction)
         if fault == "corrupt" and reply.weights is not None:
             reply.weights = {k: np.full_like(v, np.nan) for k, v in reply.weights.items()}
         if fault == "late":
-            if self.late_seconds <= 0:
-                raise HospitalLate(f"hospital {hospital_id} answered round {instruction.server_round} too late")
-            sleep(self.late_seconds)
+            if faults.late_seconds <= 0:
+                raise HospitalLate(f"hospital {self.hospital_id} answered round {instruction.server_round} too late")
+            sleep(faults.late_seconds)
         return reply
 
-    def _replay(self, where: Path, server_round: int, digest: str) -> HospitalReply | None:
+    def ledger_report(self) -> dict:
+        """The site's full ledger (every run), for the server's privacy.json at the end of a run.
+
+        A simulated hospital that dropped out for good does not answer."""
+        if self.site.config.faults.drop_from:
+            raise HospitalUnavailable(f"hospital {self.hospital_id} has left the federation")
+        return self._ledger(self._last_plan).to_dict()
+
+    def forget(self) -> None:
+        """Drop everything held in memory; the next request restores from the site's disk."""
+        self._resident = None
+        self._data = None
+
+    # -- the steps of handle -------------------------------------------------------------------
+    def _answer(self, instruction: RoundInstruction) -> HospitalReply:
+        job = instruction.job
+        if job is None:
+            return self._refuse(instruction, "the instruction carries no job description", None)
+        site_log = SiteLog(self.site.state_path, job.run_id)
+        digest = instruction_digest(instruction)
+        stored = self._stored_reply(job, instruction.server_round, digest)
+        if stored is not None:
+            site_log.write("replayed", round=instruction.server_round)
+            return stored
+        reason = first_refusal(Proposal(self.site.policy, instruction, self.data.schema), self.guardrails)
+        if reason is not None:
+            return self._refuse(instruction, reason, None)
+        try:
+            return self._train(instruction, job, digest, site_log)
+        except LedgerDamaged as e:  # the site cannot know what it has spent: it must not train
+            return self._refuse(instruction, str(e), None, with_ledger=False)
+
+    def _train(self, instruction: RoundInstruction, job: Job, digest: str, site_log: SiteLog) -> HospitalReply:
+        plan = self._plan(job)
+        if isinstance(plan, str):
+            return self._refuse(instruction, plan, None)
+        self._last_plan = plan
+        steps = local_steps(job.train, instruction.phase)
+        event = plan.event(instruction.phase, instruction.server_round, steps)
+        ledger = self._ledger(plan)
+        reason = within_budget(plan, ledger, event)
+        if reason is not None:
+            return self._refuse(instruction, f"hospital {self.hospital_id} {reason}", plan)
+
+        hospital = self._hospital(job, plan, instruction.server_round)
+        index = len(ledger.events)
+        self.ledger_file.append(event)  # charged before the mechanism runs
+        ledger.record(event)
+        weights, site_metrics = hospital.train_round(instruction, self._randomness(plan, job).mechanism(index))
+        site_log.write("trained", round=instruction.server_round, phase=instruction.phase, **site_metrics)
+        epsilon = ledger.epsilon()
+        reply = HospitalReply(
+            hospital_id=self.hospital_id,
+            server_round=instruction.server_round,
+            num_examples=plan.record_count,
+            weights=weights,
+            metrics={
+                "epsilon": float("nan") if epsilon is None else epsilon,
+                "epsilon_run": _or_nan(ledger.of_run(job.run_id).epsilon()),
+                "steps": float(steps),
+            },
+            ledger=ledger.to_dict(),
+            plan=plan.to_dict(),
+        )
+        HospitalStore(self.site.state_path, job.run_id).save(
+            {**hospital.state_dict(), "reply": reply_to_dict(reply), "instruction_digest": digest},
+            instruction.server_round,
+        )
+        assert self._resident is not None
+        self._resident.round = instruction.server_round
+        return reply
+
+    def _plan(self, job: Job) -> PrivacyPlan | str:
+        """The run's plan, resolved once per run against the ledger of every *other* run."""
+        if job.run_id not in self._plans:
+            events = [e for e in self.ledger_file.events() if e.run != job.run_id]
+            earlier = PrivacyLedger(job.privacy.delta, job.privacy.accountant, events)
+            plan = resolve_plan(job.privacy, job.train, self.site.policy, len(self.data), earlier, job.run_id)
+            self._plans[job.run_id] = plan
+            SiteLog(self.site.state_path, job.run_id).write(
+                "plan", plan=plan if isinstance(plan, str) else plan.to_dict()
+            )
+        return self._plans[job.run_id]
+
+    def _ledger(self, plan: PrivacyPlan | None) -> PrivacyLedger:
+        delta = plan.delta if plan is not None else self.site.policy.max_delta
+        accountant = plan.accountant if plan is not None else "rdp"
+        return PrivacyLedger(delta, accountant, self.ledger_file.events())  # type: ignore[arg-type]
+
+    def _randomness(self, plan: PrivacyPlan, job: Job) -> Randomness:
+        if plan.reproducible:
+            return ReproducibleRandomness(job.seed, self.hospital_id)
+        return SecureRandomness()
+
+    def _hospital(self, job: Job, plan: PrivacyPlan, server_round: int) -> Hospital:
+        """The hospital as it was after the newest saved round before ``server_round``."""
+        store = HospitalStore(self.site.state_path, job.run_id)
+        resident = self._resident
+        start = store.latest_round(before=server_round)
+        if resident is not None and resident.run_id == job.run_id and resident.round == start:
+            return resident.hospital
+        hospital = Hospital(self.hospital_id, self.data, job, plan, resolve_device(self.site.config.device))
+        saved = store.latest_valid(before=server_round, warn=self._warner(job))
+        if saved is not None:
+            hospital.load_state_dict(saved[1])
+        self._resident = _Resident(job.run_id, hospital, None if saved is None else saved[0])
+        return hospital
+
+    def _stored_reply(self, job: Job, server_round: int, digest: str) -> HospitalReply | None:
         """The stored reply when this exact instruction was already answered (server resumed)."""
-        store = HospitalStore(where)
+        store = HospitalStore(self.site.state_path, job.run_id)
         if store.latest_round() != server_round:
             return None
-        saved = store.load(server_round)
-        if saved.get("instruction_digest") != digest or "reply" not in saved:
+        saved = store.latest_valid(warn=self._warner(job))
+        if saved is None or saved[0] != server_round:
             return None
-        self.resident.forget(where)  # memory may be ahead or behind; the store is the truth
-        return reply_from_dict(saved["reply"])
+        payload = saved[1]
+        if payload.get("instruction_digest") != digest or "reply" not in payload:
+            return None
+        self._resident = None  # memory may be ahead or behind; the store is the truth
+        return reply_from_dict(payload["reply"])
+
+    def _refuse(
+        self, instruction: RoundInstruction, reason: str, plan: PrivacyPlan | None, with_ledger: bool = True
+    ) -> HospitalReply:
+        job = instruction.job
+        if job is not None:
+            SiteLog(self.site.state_path, job.run_id).write("refused", round=instruction.server_round, reason=reason)
+        log.warning("hospital %d refuses round %d: %s", self.hospital_id, instruction.server_round, reason)
+        return HospitalReply(
+            hospital_id=self.hospital_id,
+            server_round=instruction.server_round,
+            num_examples=None,
+            weights=None,
+            metrics={},
+            ledger=self._ledger(plan).to_dict() if with_ledger else {},
+            plan=plan.to_dict() if plan is not None else {},
+            refused=reason,
+        )
+
+    def _warn(self, message: str) -> None:
+        log.warning("hospital %d: %s", self.hospital_id, message)
+
+    def _warner(self, job: Job) -> Callable[[str], None]:
+        """Warnings about damaged state go to the console and the run's site log."""
+
+        def warn(message: str) -> None:
+            self._warn(message)
+            SiteLog(self.site.state_path, job.run_id).write("damaged", message=message)
+
+        return warn
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value

@@ -43,7 +43,12 @@ class LatentGenerator(nn.Module):
 
 
 class LatentDiscriminator(nn.Module):
-    """(latent, label) -> (real/fake logit (B,), class logits (B, num_classes))."""
+    """(latent, label) -> (real/fake logit (B,), class logits (B, num_classes)).
+
+    Any leading shape works: latents (B, 2, d) with labels (B, 2) give logits (B, 2) and class
+    logits (B, 2, num_classes), which is how a record's real and fake rows share one per-sample
+    gradient under DP-SGD.
+    """
 
     def __init__(self, latent_dim: int, num_classes: int, hidden: int) -> None:
         super().__init__()
@@ -56,5 +61,5 @@ class LatentDiscriminator(nn.Module):
 
     def forward(self, latent: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(latent)
-        score = self.score(h).squeeze(1) + (self.projection(labels) * h).sum(dim=1)
+        score = self.score(h).squeeze(-1) + (self.projection(labels) * h).sum(dim=-1)
         return score, self.classifier(h)

@@ -3,6 +3,15 @@
 Pure functions over lists of :class:`MechanismEvent`. They use Opacus' accountants (RDP or PRV)
 over the *whole* history, so repeated phases and rounds compose correctly, and they never return a
 smaller epsilon than the accountant's upper bound.
+
+Neighbouring relations. ``add-remove`` (one patient's record present or absent; the number of
+records is private) is what Opacus' accountants analyse: an event with per-record sensitivity
+``s`` (in units of the clipping norm C) is accounted at noise multiplier ``sigma / s``.
+``replace-one`` (one record replaced by another; the number of records is a declared public fact)
+moves the noisy sum by up to 2sC. fedsynth accounts it as add/remove at doubled sensitivity,
+``sigma / (2 s)``: a sound upper bound (replacing a record is removing one and adding another, and
+the shift of the sum is at most the norm of both contributions together). A ledger whose events
+mix both relations is stated under ``replace-one`` and every event is accounted that way.
 """
 
 from __future__ import annotations
@@ -16,13 +25,19 @@ from typing import Literal
 from opacus.accountants import PRVAccountant, RDPAccountant
 
 AccountantName = Literal["rdp", "prv"]
+Relation = Literal["add-remove", "replace-one"]
+RELATIONS: tuple[str, ...] = ("add-remove", "replace-one")
 
 
 @dataclass(frozen=True)
 class MechanismEvent:
     """``steps`` applications of the Poisson-subsampled Gaussian mechanism.
 
-    ``noise_multiplier`` is sigma (noise std / clipping norm); 0 means no noise (non-private).
+    ``noise_multiplier`` is sigma (noise std / clipping norm C); 0 means no noise (non-private).
+    ``sensitivity``: the largest norm of one record's total contribution to a step's summed
+    clipped gradient, in units of C (1 for fedsynth's networks: every record is one clipped row).
+    ``relation``: the neighbouring relation the mechanism was run under. ``run`` names the run
+    (a site's ledger spans all runs on its data); ``max_grad_norm`` is C.
     """
 
     phase: str
@@ -30,6 +45,16 @@ class MechanismEvent:
     noise_multiplier: float
     sample_rate: float
     steps: int
+    sensitivity: float = 1.0
+    relation: Relation = "add-remove"
+    run: str = ""
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.relation not in RELATIONS:
+            raise ValueError(f"mechanism event: relation {self.relation!r} (expected one of {list(RELATIONS)})")
+        if not self.sensitivity > 0:
+            raise ValueError(f"mechanism event: sensitivity {self.sensitivity} (expected > 0)")
 
     def to_dict(self) -> dict:
         return {
@@ -38,6 +63,10 @@ class MechanismEvent:
             "noise_multiplier": self.noise_multiplier,
             "sample_rate": self.sample_rate,
             "steps": self.steps,
+            "sensitivity": self.sensitivity,
+            "relation": self.relation,
+            "run": self.run,
+            "max_grad_norm": self.max_grad_norm,
         }
 
     @classmethod
@@ -48,7 +77,22 @@ class MechanismEvent:
             noise_multiplier=float(d["noise_multiplier"]),
             sample_rate=float(d["sample_rate"]),
             steps=int(d["steps"]),
+            sensitivity=float(d.get("sensitivity", 1.0)),
+            relation=d.get("relation", "add-remove"),
+            run=str(d.get("run", "")),
+            max_grad_norm=float(d.get("max_grad_norm", 1.0)),
         )
+
+
+def relation_of(events: Sequence[MechanismEvent]) -> Relation:
+    """The relation a history is stated under: ``replace-one`` as soon as one event used it."""
+    return "replace-one" if any(e.relation == "replace-one" for e in events) else "add-remove"
+
+
+def effective_noise_multiplier(event: MechanismEvent, relation: Relation) -> float:
+    """sigma of the add/remove unit-sensitivity mechanism that dominates ``event`` under ``relation``."""
+    scale = event.sensitivity * (2.0 if relation == "replace-one" else 1.0)
+    return event.noise_multiplier / scale
 
 
 def is_private(events: Sequence[MechanismEvent]) -> bool:
@@ -68,13 +112,15 @@ def compute_epsilon(events: Sequence[MechanismEvent], delta: float, accountant: 
         return None
     # Opacus' accountants keep the history as (noise_multiplier, sample_rate, steps) tuples and
     # compose it at query time; adjacent identical entries are merged for speed only.
+    relation = relation_of(active)
     history: list[tuple[float, float, int]] = []
     for e in active:
-        if history and history[-1][:2] == (e.noise_multiplier, e.sample_rate):
+        sigma_e = effective_noise_multiplier(e, relation)
+        if history and history[-1][:2] == (sigma_e, e.sample_rate):
             sigma, q, t = history[-1]
             history[-1] = (sigma, q, t + e.steps)
         else:
-            history.append((e.noise_multiplier, e.sample_rate, e.steps))
+            history.append((sigma_e, e.sample_rate, e.steps))
     return _epsilon_of_history(tuple(history), delta, accountant)
 
 

@@ -1,10 +1,16 @@
 """DP-SGD for one network, built once and kept across rounds.
 
-Poisson sampling is done by the caller (:func:`poisson_sample`) on data that stays on the device;
-this module wraps the network in Opacus' ``GradSampleModule`` (per-sample gradients) and its
-optimizer in ``DPOptimizer`` (per-sample clipping, Gaussian noise, averaging by the *expected*
-batch size). The loss handed to :meth:`DPNetwork.step` is the *sum* of per-sample losses, so
-per-sample gradients are exact even when the network runs several forward passes per step.
+Poisson sampling is done by the caller (with a :class:`~fedsynth.privacy.randomness.MechanismRandomness`)
+on data that stays on the device; this module wraps the network in Opacus' ``GradSampleModule``
+(per-sample gradients) and its optimizer in a ``DPOptimizer`` (per-sample clipping, Gaussian noise,
+averaging by a fixed, public normalizer). The Gaussian noise comes from the mechanism's own
+randomness (OS entropy by default), never from a generator anyone else could seed: the caller
+sets it with :meth:`DPNetwork.use_randomness` before the steps of each mechanism run.
+
+The loss handed to :meth:`DPNetwork.step` is the *sum* of per-sample losses, so per-sample
+gradients are exact even when the network runs several forward passes per step. A "sample" is a
+row of the batch dimension: whatever the caller puts in one row (e.g. a record's real latent and
+its paired fake latent) is clipped as one contribution.
 """
 
 from __future__ import annotations
@@ -18,11 +24,21 @@ from opacus.optimizers import DPOptimizer
 from opacus.validators import ModuleValidator
 from torch import nn
 
+from fedsynth.privacy.randomness import MechanismRandomness
 
-def poisson_sample(n: int, sample_rate: float, generator: torch.Generator) -> torch.Tensor:
-    """Indices of a Poisson-sampled batch: each of ``n`` records is taken with prob. ``sample_rate``."""
-    mask = torch.rand(n, generator=generator) < sample_rate
-    return torch.nonzero(mask, as_tuple=False).flatten()
+
+class _MechanismNoiseOptimizer(DPOptimizer):
+    """Opacus' DPOptimizer with the Gaussian noise drawn from the current mechanism's randomness."""
+
+    randomness: MechanismRandomness | None = None
+
+    def add_noise(self) -> None:
+        if self.randomness is None:
+            raise RuntimeError("DP step without randomness: call DPNetwork.use_randomness first")
+        std = self.noise_multiplier * self.max_grad_norm
+        for p in self.params:
+            p.grad = (p.summed_grad + self.randomness.gaussian(p.summed_grad, std)).view_as(p)
+            p.summed_grad = None  # consumed: a second add_noise without new gradients fails loudly
 
 
 def backward(loss: torch.Tensor) -> None:
@@ -49,7 +65,6 @@ class DPNetwork:
         noise_multiplier: float,
         max_grad_norm: float,
         expected_batch_size: float,
-        noise_generator: torch.Generator | None,
         betas: tuple[float, float] = (0.5, 0.999),
     ) -> None:
         self.module = module
@@ -61,13 +76,12 @@ class DPNetwork:
             if errors:
                 raise ValueError(f"network is not compatible with DP-SGD: {errors}")
             self.forward: nn.Module = GradSampleModule(module, batch_first=True, loss_reduction="sum")
-            self.optimizer: torch.optim.Optimizer = DPOptimizer(
+            self.optimizer: torch.optim.Optimizer = _MechanismNoiseOptimizer(
                 base,
                 noise_multiplier=noise_multiplier,
                 max_grad_norm=max_grad_norm,
                 expected_batch_size=max(1, round(expected_batch_size)),
                 loss_reduction="mean",
-                generator=noise_generator,
             )
         else:
             self.forward = module
@@ -75,6 +89,22 @@ class DPNetwork:
 
     def parameters(self) -> Iterator[nn.Parameter]:
         return self.module.parameters()
+
+    def use_randomness(self, randomness: MechanismRandomness) -> None:
+        """The randomness the noise of the next steps is drawn from (one mechanism run)."""
+        if isinstance(self.optimizer, _MechanismNoiseOptimizer):
+            self.optimizer.randomness = randomness
+
+    def clipped_sum(self, summed_loss: torch.Tensor) -> torch.Tensor:
+        """The sum of the per-sample clipped gradients of ``summed_loss`` as one flat vector, before
+        noise: what one record can change in a step is measured on this (tests, audits)."""
+        if not isinstance(self.optimizer, DPOptimizer):
+            raise RuntimeError("clipped_sum needs a private network")
+        backward(summed_loss)
+        self.optimizer.clip_and_accumulate()
+        total = torch.cat([p.summed_grad.flatten() for p in self.optimizer.params])
+        self.zero_grad()
+        return total
 
     def step(self, summed_loss: torch.Tensor | None) -> None:
         """Backpropagate the summed per-sample loss and take one (DP) optimizer step.

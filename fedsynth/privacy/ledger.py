@@ -1,14 +1,24 @@
 """A hospital's privacy ledger: the append-only history of every DP mechanism it ran.
 
 Epsilon is never stored on its own: it is recomputed from the full history with a real accountant
-whenever it is asked for, so the ledger cannot drift from what was actually spent.
+whenever it is asked for, so the ledger cannot drift from what was actually spent. The history
+spans every run on the site's records (a patient's loss is cumulative); the neighbouring relation
+it is stated under follows from its events (:func:`~fedsynth.privacy.accounting.relation_of`).
+On a site's disk the ledger is kept by :mod:`fedsynth.hospital.ledger_file`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fedsynth.privacy.accounting import AccountantName, MechanismEvent, compute_epsilon, is_private
+from fedsynth.privacy.accounting import (
+    AccountantName,
+    MechanismEvent,
+    Relation,
+    compute_epsilon,
+    is_private,
+    relation_of,
+)
 
 
 @dataclass
@@ -29,6 +39,14 @@ class PrivacyLedger:
     def private(self) -> bool:
         return is_private(self.events)
 
+    @property
+    def relation(self) -> Relation:
+        return relation_of(self.events)
+
+    def of_run(self, run: str) -> PrivacyLedger:
+        """The events of one run only (same accounting rules)."""
+        return PrivacyLedger(self.delta, self.accountant, [e for e in self.events if e.run == run])
+
     def epsilon(self, delta: float | None = None) -> float | None:
         """Epsilon spent so far at ``delta`` (default: the ledger's delta); None if not private."""
         return compute_epsilon(self.events, self.delta if delta is None else delta, self.accountant)
@@ -41,6 +59,7 @@ class PrivacyLedger:
         return {
             "delta": self.delta,
             "accountant": self.accountant,
+            "neighbouring_relation": self.relation,
             "history": [e.to_dict() for e in self.events],
         }
 

@@ -40,17 +40,20 @@ def assemble(
     *,
     labels: np.ndarray,
     class_names: tuple[str, ...],
+    class_names_declared: bool,
     patient_ids: np.ndarray,
     images: np.ndarray | None,
     table: ClinicalTable,
     source: str,
 ) -> Dataset:
-    """Build the pooled Dataset; bounds_source is "data" if anything was fitted on the data."""
+    """Build the pooled Dataset; bounds_source is "data" if anything was fitted on the data, and
+    class_names_source is "data" when the class names were not declared in ``data.class_names``."""
     schema = Schema(
         columns=table.columns,
         class_names=class_names,
         image_shape=None if images is None else tuple(int(s) for s in images.shape[1:]),  # type: ignore[arg-type]
         bounds_source="data" if table.fitted else "public",
+        class_names_source="declared" if class_names_declared else "data",
     )
     return Dataset(
         schema=schema,

@@ -76,7 +76,13 @@ def load_dicom(cfg: DataConfig) -> Dataset:
         raw, locate = _labels_from_csv(cfg, rel)
         labels, class_names = encode_labels(raw, locate, cfg.class_names, root.name)
     return assemble(
-        labels=labels, class_names=class_names, patient_ids=ids, images=images, table=table, source=root.name
+        labels=labels,
+        class_names=class_names,
+        class_names_declared=bool(cfg.class_names),
+        patient_ids=ids,
+        images=images,
+        table=table,
+        source=root.name,
     )
 
 

@@ -56,6 +56,7 @@ def load_folder(cfg: DataConfig) -> Dataset:
     return assemble(
         labels=labels,
         class_names=class_names,
+        class_names_declared=bool(cfg.class_names),
         patient_ids=ids,
         images=images,
         table=table,

@@ -83,7 +83,15 @@ def load_npz(cfg: DataConfig) -> Dataset:
         ids = npz_ids if npz_ids is not None else default_ids
         table = ClinicalTable(columns=(), values=None, fitted=False)
     check_unique_ids(ids, locate)
-    return assemble(labels=labels, class_names=class_names, patient_ids=ids, images=images, table=table, source=name)
+    return assemble(
+        labels=labels,
+        class_names=class_names,
+        class_names_declared=bool(cfg.class_names),
+        patient_ids=ids,
+        images=images,
+        table=table,
+        source=name,
+    )
 
 
 def _parts(arrays: dict[str, np.ndarray], name: str) -> list[_Part]:

@@ -1,4 +1,5 @@
-"""Aggregation rules over named arrays: pure functions, shared by star and ring strategies.
+"""Aggregation rules over named arrays: pure functions, shared by the server's star strategies and
+the hospitals' ring merges (neither side owns them).
 
 Every rule takes ``updates``, a sequence of ``(arrays, weight)`` pairs (the weight is normally
 the hospital's ``num_examples``), and returns one set of named arrays with the names in the order

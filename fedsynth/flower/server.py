@@ -1,0 +1,45 @@
+"""The Flower ServerApp: :func:`fedsynth.federation.server.run_federation` over Flower's Grid.
+
+The server reads the run configuration and the consortium's public schema file, nothing else:
+``fedsynth simulate`` binds both; under ``flwr run .`` the configuration comes from the run config
+and the schema from ``<out_dir>/schema.json`` (written by ``fedsynth prepare``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedsynth.config import RunConfig, from_flat
+from fedsynth.data.records import Schema
+from fedsynth.errors import ConfigError
+from fedsynth.federation.flower_transport import GridTransport
+from fedsynth.federation.server import run_federation
+from fedsynth.progress import RoundPrinter
+from fedsynth.runfolder import RunFolder
+
+
+def public_schema(config: RunConfig) -> Schema:
+    """The consortium's public schema of a run (``<out_dir>/schema.json``)."""
+    path = Path(config.out_dir) / "schema.json"
+    if not path.exists():
+        raise ConfigError(f"{path}: missing (run `fedsynth prepare` for a simulation, or publish the schema)")
+    return Schema.from_dict(RunFolder(config.out_dir).read_json("schema.json"))
+
+
+def build_server_app(config: RunConfig | None = None, resume: bool = False) -> ServerApp:
+    """A ServerApp bound to ``config``, or reading it from the run config when None (``flwr run``);
+    with ``resume`` it continues the run folder's last checkpoint."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        cfg = config if config is not None else from_flat(context.run_config)
+        transport = GridTransport(grid, cfg.federation.num_hospitals)
+        with RoundPrinter(cfg) as printer:
+            summary = run_federation(cfg, public_schema(cfg), transport, on_round=printer.round_done, resume=resume)
+            printer.finished(summary)
+
+    return app

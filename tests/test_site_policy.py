@@ -86,3 +86,11 @@ def test_a_refusing_hospital_is_recorded_in_the_run_folder(tmp_path: Path) -> No
     assert [r["round"] for r in privacy["refusals"]["2"]] == [1, 2, 3]
     assert "2" not in privacy["hospitals"] and 2 in privacy["never_trained"]
     assert "below the site's minimum" in summary["refusals"]["2"][0]["reason"]
+
+
+def test_a_run_that_every_hospital_refuses_fails_at_once_with_their_reasons(tmp_path: Path) -> None:
+    from fedsynth.federation.coordinator import EveryHospitalRefused
+    from fedsynth.simulation import simulate_in_process
+
+    with pytest.raises(EveryHospitalRefused, match="site policy requires DP"):
+        simulate_in_process(tiny_config(tmp_path / "run", "privacy.enabled=false"))

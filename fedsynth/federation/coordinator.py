@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from fedsynth.config.schema import RunConfig
+from fedsynth.errors import FedsynthError
 from fedsynth.federation.checkpoint import ServerCheckpoint
 from fedsynth.federation.consistency import weight_dispersion
 from fedsynth.federation.network import NetworkModel, Transfer, exchange_waves, parse_site_overrides, round_wall_time
@@ -30,6 +31,10 @@ from fedsynth.protocol import Arrays, HospitalReply, Job
 from fedsynth.runfolder import RunFolder
 
 log = logging.getLogger("fedsynth.server")
+
+
+class EveryHospitalRefused(FedsynthError):
+    """No hospital accepted the run's request: the sites' policies and the request disagree."""
 
 
 @dataclass
@@ -141,6 +146,9 @@ class Coordinator:
         self.run.append_metrics(record)
         if self.on_round is not None:
             self.on_round(record)
+        if server_round == 1 and outcome.refused and not outcome.accepted and not failures:
+            reasons = "; ".join(f"hospital {h}: {r}" for h, r in sorted(outcome.refused.items()))
+            raise EveryHospitalRefused(f"every hospital refused round 1, nothing was trained ({reasons})")
 
     def _with_job(self, sends: list[Send]) -> list[Send]:
         """Every instruction carries the run's job (the strategies know nothing of it)."""

@@ -94,7 +94,12 @@ def audit_run(config: RunConfig, fed: FederatedData | None = None) -> dict:
     summary = run.read_json("summary.json")
     privacy = run.read_json("privacy.json")
     releases = [
-        {"what": "TSTR and TRTR scores (MCC, AUROC, balanced accuracy)", "where": "summary.json", "basis": AUDIT_NOTE},
+        {
+            "what": "TSTR and TRTR scores (MCC, AUROC, balanced accuracy) with the class counts of the real "
+            "test split and of the pooled real training records",
+            "where": "summary.json (tstr, trtr)",
+            "basis": AUDIT_NOTE,
+        },
         {"what": "size of the held-out real test split", "where": "summary.json (test_split)", "basis": AUDIT_NOTE},
     ]
     server_releases = [

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fedsynth.config.schema import RunConfig
 from fedsynth.data.records import Schema
+from fedsynth.errors import FedsynthError
 from fedsynth.site.config import Site
 
 
@@ -57,8 +58,19 @@ def simulate(config: RunConfig, verbose: bool = False, resume: bool = False) -> 
         verbose_logging=verbose,
     )
     if not (Path(config.out_dir) / "summary.json").exists():
-        raise RuntimeError(f"the simulation ended without writing {config.out_dir}/summary.json; see the log above")
+        raise FedsynthError(f"the simulation ended without writing {config.out_dir}/summary.json{_why(config)}")
     return audit_run(config)
+
+
+def _why(config: RunConfig) -> str:
+    """What the run's own log says went wrong (the refusals of round 1), or a pointer to the log."""
+    from fedsynth.runfolder import RunFolder
+
+    rounds = [m for m in RunFolder(config.out_dir).read_metrics() if m.get("kind") == "server"]
+    if rounds and rounds[0].get("refused") and not rounds[0].get("accepted"):
+        reasons = "; ".join(f"hospital {h}: {r}" for h, r in sorted(rounds[0]["refused"].items()))
+        return f": every hospital refused round 1 ({reasons})"
+    return "; see the log above"
 
 
 def simulate_in_process(config: RunConfig, resume: bool = False) -> dict:

@@ -128,6 +128,10 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(tmp_path: Path, str
         np.testing.assert_allclose(wa[k], wb[k], rtol=0, atol=1e-6, err_msg=k)
     assert resumed["tstr"]["mcc"] == pytest.approx(straight["tstr"]["mcc"], abs=1e-9)
     assert resumed["epsilon"] == straight["epsilon"]
+    # A reproducible study says, everywhere, that its noise is no secret.
+    privacy = json.loads((tmp_path / "b" / "privacy.json").read_text())
+    assert privacy["reproducible_noise"] and privacy["guarantee"]["level"] == "none"
+    assert "holds the seed" in resumed["label"] == privacy["label"]
     assert [r["round"] for r in server_rounds(tmp_path / "b")] == [1, 2, 3]
     assert (tmp_path / "b" / "metrics.interrupted.jsonl").exists()  # the lost round's lines are kept
     check_contract(tmp_path / "b")

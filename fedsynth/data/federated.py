@@ -1,7 +1,9 @@
 """``load_federation``: the records of every simulated hospital plus the held-out real test split.
 
-The server and every hospital process call ``load_federation(cfg, num_hospitals, seed)``
-independently, so the result is a pure function of its arguments (and of the input files): all
+Only the simulation and audit layer calls it (the data owner in a simulation: it writes each
+hospital's partition to that hospital's own site, and scores runs against the held-out split);
+the server and the hospitals never do. It may be called in several processes (a report, an
+audit), so the result is a pure function of its arguments (and of the input files): all
 randomness comes from ``numpy.random.default_rng([seed, stream, ...])`` with fixed stream ids.
 Results are cached per process (``functools.lru_cache``); the cached arrays are made read-only so
 that no caller can change another caller's data.

@@ -168,10 +168,11 @@ def test_a_different_instruction_after_resume_is_charged_again(tmp_path: Path) -
 
 
 def make_job(cfg, site):
-    from fedsynth.data.records_file import load_records
-    from fedsynth.federation.server import make_job as job_of
+    from sites import job_for
 
-    return job_of(cfg, load_records(site.data_path).schema, "run-x")
+    from fedsynth.data.records_file import load_records
+
+    return job_for(cfg, load_records(site.data_path), "run-x")
 
 
 def test_byte_counts_and_simulated_time_are_consistent(tmp_path: Path) -> None:

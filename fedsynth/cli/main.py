@@ -96,15 +96,14 @@ def prepare(
     Then: FEDSYNTH_SITES_DIR=DIR/sites flwr run . --run-config 'out_dir="DIR"', and afterwards
     `fedsynth audit DIR` for the scores that need real records.
     """
+    from fedsynth.runfolder import RunFolder
     from fedsynth.simulation.sites import LATE_MARGIN_SECONDS, prepare_sites
 
     try:
         cfg = _load(config, set_, out)
         _refuse_existing(Path(cfg.out_dir))
         prepare_sites(cfg, cfg.federation.round_timeout + LATE_MARGIN_SECONDS)
-        from fedsynth.config import save_config
-
-        save_config(cfg, Path(cfg.out_dir) / "config.toml")
+        RunFolder(cfg.out_dir).write_config(cfg)
     except FedsynthError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e

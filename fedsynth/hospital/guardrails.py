@@ -9,11 +9,13 @@ register by appending to the list or passing their own list to the service.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from fedsynth.config.schema import ModelConfig
 from fedsynth.data.records import Schema
 from fedsynth.models.generator import build_generator
 from fedsynth.protocol import RoundInstruction
@@ -57,11 +59,17 @@ def schema_matches(p: Proposal) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _architecture_shapes(schema: Schema, model: ModelConfig, seed: int) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the honest architecture (built once per schema and model, not per round)."""
+    return {k: tuple(v.shape) for k, v in build_generator(schema, model, seed).state_dict().items()}
+
+
 def weights_fit_architecture(p: Proposal) -> str | None:
     """Every array the server sends has the name, shape and dtype of the honest architecture."""
     job = p.instruction.job
     assert job is not None
-    reference = {k: v.shape for k, v in build_generator(p.schema, job.model, job.seed).state_dict().items()}
+    reference = _architecture_shapes(p.schema, job.model, job.seed)
     groups = [p.instruction.weights or {}] + [arrays for arrays, _ in p.instruction.merge or []]
     for arrays in groups:
         for name, value in arrays.items():

@@ -22,6 +22,7 @@ from fedsynth.data import FederatedData, load_federation
 from fedsynth.data.records import Dataset
 from fedsynth.evaluation.amp import aggregated_model_performance
 from fedsynth.evaluation.run import load_synthetic
+from fedsynth.evaluation.run import pool as pool_datasets
 from fedsynth.evaluation.utility import train_on_test_on
 from fedsynth.federation.privacy_report import hospitals_from_document, privacy_document
 from fedsynth.federation.server import make_job, privacy_summary
@@ -44,11 +45,6 @@ AUDIT_NOTE = (
     "computed by the simulation on real records (held-out test split, pooled training records) without "
     "differential privacy: audit values, keep them inside the data owners' walls"
 )
-
-
-def pooled(datasets: list[Dataset] | tuple[Dataset, ...]) -> Dataset:
-    """All records of ``datasets`` in one data set (same schema)."""
-    return Dataset.concat(list(datasets), "pooled hospitals")
 
 
 def centralized_baseline(config: RunConfig, pool: Dataset, test: Dataset) -> tuple[dict, list[MechanismEvent]]:
@@ -88,7 +84,7 @@ def audit_run(config: RunConfig, fed: FederatedData | None = None) -> dict:
     run = RunFolder(config.out_dir)
     fed = fed or load_federation(config.data, config.federation.num_hospitals, config.seed)
     synthetic = load_synthetic(Path(run.path) / "synthetic" / "samples.npz", fed.schema)
-    pool = pooled(fed.hospitals)
+    pool, _ = pool_datasets(list(fed.hospitals))
     tstr = train_on_test_on(synthetic, fed.test, seed=config.seed)
     trtr = train_on_test_on(pool, fed.test, seed=config.seed)
     summary = run.read_json("summary.json")

@@ -37,6 +37,10 @@ class Job:
     privacy: PrivacyConfig
     schema_digest: str
     architecture: str = BUILTIN_ARCHITECTURE
+    #: Options of the architecture (e.g. ``{"bins": 10}`` for an imprint block).
+    architecture_options: dict = field(default_factory=dict)
+    #: Fingerprint of the application code the server runs the job with (see fedsynth.site.code).
+    code_digest: str = ""
 
     def to_json(self) -> str:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -55,6 +59,8 @@ class Job:
             privacy=build_dataclass(PrivacyConfig, data["privacy"], "privacy."),
             schema_digest=str(data["schema_digest"]),
             architecture=str(data["architecture"]),
+            architecture_options=dict(data.get("architecture_options", {})),
+            code_digest=str(data.get("code_digest", "")),
         )
 
 

@@ -70,8 +70,15 @@ class TrainConfig:
     #: Weight of the auxiliary-classifier term in the generator loss (AC-GAN). Large weights push
     #: generated records away from the class boundary (exaggerated class differences).
     generator_class_weight: float = 0.0
+    #: Optimizer of the networks that see real records: "adam" (default) or plain "sgd".
+    optimizer: Literal["adam", "sgd"] = "adam"
+    #: How a step's batch is drawn: "poisson" (rate privacy.sample_rate; what the DP accounting
+    #: assumes) or "fixed" (exactly batch_size records without replacement; non-private runs only).
+    sampling: Literal["poisson", "fixed"] = "poisson"
 
     def __post_init__(self) -> None:
+        _require(self.optimizer in ("adam", "sgd"), "train.optimizer", "'adam' or 'sgd'", self.optimizer)
+        _require(self.sampling in ("poisson", "fixed"), "train.sampling", "'poisson' or 'fixed'", self.sampling)
         _require(self.rounds_autoencoder >= 0, "train.rounds_autoencoder", "an integer >= 0", self.rounds_autoencoder)
         _require(self.rounds_gan >= 0, "train.rounds_gan", "an integer >= 0", self.rounds_gan)
         _require(self.num_rounds > 0, "train.rounds_autoencoder + train.rounds_gan", "at least 1 round", 0)
@@ -274,6 +281,79 @@ class EvaluationConfig:
         _require(self.num_synthetic >= 10, "evaluation.num_synthetic", "at least 10 samples", self.num_synthetic)
 
 
+THREAT_MODELS = ("none", "honest", "code-shipping", "weights-only")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """The red team: a malicious server that tries to reconstruct records from hospital updates.
+
+    ``threat_model``: ``none`` (an ordinary run), ``honest`` (the server sends the honest model and
+    only tries to invert what comes back: the control), ``code-shipping`` (the server ships its own
+    architecture with a linear imprint block in front of the image encoder and chooses the
+    hyper-parameters), ``weights-only`` (honest code; the server writes imprint rows into layers
+    the honest architecture has: the table encoder's first Linear, the latent discriminator's
+    first Linear). ``bins``: imprint rows (K). ``auxiliary``: a records file the server may hold
+    (public or synthetic records, never the victims'); the bin thresholds are calibrated on it.
+    ``rounds``: the rounds whose updates are inverted (comma-separated; empty: every round).
+    ``batch_size``: the batch the server asks for (code-shipping; non-private sites draw exactly
+    this many records, private sites a Poisson batch of this expected size). ``assumed_records``:
+    the server's guess of a hospital's record count, used to turn the batch into a sample rate.
+    ``scale``: factor on the rows planted before a smooth activation (the table encoder's SiLU),
+    so it gates like a step; too large and the per-record update drowns in the float32 resolution
+    of the huge planted weights.
+    ``targets``: comma-separated subset of the threat model's layers to attack (``image``,
+    ``table``, ``latent``); empty: all of them.
+    """
+
+    threat_model: Literal["none", "honest", "code-shipping", "weights-only"] = "none"
+    bins: int = 10
+    auxiliary: str = ""
+    rounds: str = ""
+    batch_size: int = 1
+    assumed_records: int = 0
+    scale: float = 100.0
+    measurement: Literal["random", "brightness"] = "random"
+    targets: str = ""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.threat_model in THREAT_MODELS,
+            "attack.threat_model",
+            f"one of {list(THREAT_MODELS)}",
+            self.threat_model,
+        )
+        _require(self.bins >= 2, "attack.bins", "at least 2 imprint rows", self.bins)
+        _require(self.batch_size >= 1, "attack.batch_size", "a positive batch size", self.batch_size)
+        _require(
+            self.assumed_records >= 0, "attack.assumed_records", "0 (unknown) or a record count", self.assumed_records
+        )
+        _require(self.scale > 0, "attack.scale", "a positive factor", self.scale)
+        _require(
+            self.measurement in ("random", "brightness"),
+            "attack.measurement",
+            "'random' or 'brightness'",
+            self.measurement,
+        )
+
+    def target_names(self) -> set[str] | None:
+        """The layers to attack, or None for all of the threat model's."""
+        names = {t.strip() for t in self.targets.split(",") if t.strip()}
+        unknown = names - {"image", "table", "latent"}
+        if unknown:
+            raise ConfigError(f"attack.targets = {self.targets!r}: expected some of image, table, latent")
+        return names or None
+
+    def attacked_rounds(self) -> set[int] | None:
+        """The rounds to invert, or None for every round."""
+        if not self.rounds.strip():
+            return None
+        try:
+            return {int(r) for r in self.rounds.split(",") if r.strip()}
+        except ValueError:
+            raise ConfigError(f"attack.rounds = {self.rounds!r}: expected comma-separated round numbers") from None
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run depends on; saved as ``config.toml`` in the run folder."""
@@ -293,3 +373,4 @@ class RunConfig:
     #: The privacy policy the simulation writes into every simulated hospital's site file (the
     #: server never reads it; real sites write their own).
     site_policy: SitePolicy = field(default_factory=SitePolicy)
+    attack: AttackConfig = field(default_factory=AttackConfig)

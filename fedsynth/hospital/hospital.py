@@ -25,7 +25,8 @@ from torch.nn import functional as F
 from fedsynth.aggregation import merge_window
 from fedsynth.data.records import Dataset
 from fedsynth.hospital.plan import PrivacyPlan, local_steps
-from fedsynth.models.generator import build_generator, phase_networks
+from fedsynth.models.architectures import build_architecture
+from fedsynth.models.generator import phase_networks
 from fedsynth.privacy.dpsgd import DPNetwork, backward
 from fedsynth.privacy.randomness import MechanismRandomness
 from fedsynth.protocol import Arrays, Job, RoundInstruction
@@ -55,19 +56,25 @@ class Hospital:
         self.schema = data.schema
         self.num_examples = len(data)
         self.rounds_done: list[int] = []
+        #: Fixed-size sampling only (non-private runs): the current pass over the records.
+        self.epoch_order: torch.Tensor | None = None
+        self.epoch_cursor = 0
 
         # Data stays on the device for the whole run.
         self.images = None if data.images is None else torch.tensor(data.images, device=self.device)
         self.clinical = None if data.clinical is None else torch.tensor(data.clinical, device=self.device)
         self.labels = torch.tensor(data.labels, device=self.device)
 
-        self.model = build_generator(self.schema, job.model, job.seed).to(self.device)
+        self.model = build_architecture(
+            job.architecture, self.schema, job.model, job.seed, job.architecture_options
+        ).to(self.device)
         t = job.train
         common = dict(
             private=plan.private,
             noise_multiplier=plan.noise_multiplier,
             max_grad_norm=plan.max_grad_norm,
             expected_batch_size=plan.normalizer,
+            optimizer=t.optimizer,
         )
         self.autoencoder = DPNetwork(self.model.autoencoder, lr=t.lr_autoencoder, betas=(0.9, 0.999), **common)
         self.discriminator = DPNetwork(self.model.discriminator, lr=t.lr_discriminator, **common)
@@ -104,7 +111,25 @@ class Hospital:
         return weights, metrics
 
     def _batch(self, randomness: MechanismRandomness) -> torch.Tensor:
+        """A Poisson batch (what the accounting assumes); fixed-size batches only without DP."""
+        if self.job.train.sampling == "fixed":
+            if self.plan.private:  # resolve_plan refuses this; never train it
+                raise ValueError(
+                    "train.sampling = 'fixed' is for non-private runs: DP accounting assumes Poisson batches"
+                )
+            return self._next_fixed_batch(randomness).to(self.device)
         return randomness.poisson_indices(self.num_examples, self.plan.sample_rate).to(self.device)
+
+    def _next_fixed_batch(self, randomness: MechanismRandomness) -> torch.Tensor:
+        """The next ``batch_size`` records of a shuffled pass over the data (epochs, as in plain
+        minibatch SGD); the order and position are part of the hospital's saved state."""
+        size = min(self.job.train.batch_size, self.num_examples)
+        if self.epoch_order is None or self.epoch_cursor + size > self.num_examples:
+            self.epoch_order = torch.randperm(self.num_examples, generator=randomness.aux)
+            self.epoch_cursor = 0
+        batch = self.epoch_order[self.epoch_cursor : self.epoch_cursor + size]
+        self.epoch_cursor += size
+        return batch
 
     def _train_autoencoder(self, steps: int, randomness: MechanismRandomness) -> dict[str, float]:
         self.model.autoencoder.train()
@@ -207,6 +232,7 @@ class Hospital:
             "run": self.job.run_id,
             "num_examples": self.num_examples,
             "rounds_done": list(self.rounds_done),
+            "epoch": None if self.epoch_order is None else (self.epoch_order.tolist(), self.epoch_cursor),
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizers": {
                 "autoencoder": self.autoencoder.base_optimizer.state_dict(),
@@ -231,6 +257,9 @@ class Hospital:
         self.discriminator.base_optimizer.load_state_dict(state["optimizers"]["discriminator"])
         self.generator_optimizer.load_state_dict(state["optimizers"]["generator"])
         self.rounds_done = list(state["rounds_done"])
+        epoch = state.get("epoch")
+        if epoch is not None:
+            self.epoch_order, self.epoch_cursor = torch.tensor(epoch[0]), int(epoch[1])
 
 
 def _mean(values: list[float] | list[int]) -> float:

@@ -133,6 +133,11 @@ def resolve_plan(
             "site policy forbids reproducible noise (privacy.reproducible_noise = true would let anyone "
             "holding the seed regenerate the DP noise)"
         )
+    if request.enabled and train.sampling != "poisson":
+        return (
+            f"train.sampling = {train.sampling!r} cannot be accounted: the site's DP accounting assumes "
+            "Poisson batches (fixed-size batches are for non-private runs)"
+        )
     if request.enabled and request.delta > policy.max_delta * (1 + 1e-12):
         return f"requested delta {request.delta:g} exceeds the site's ceiling {policy.max_delta:g}"
     public = policy.record_count == "public"

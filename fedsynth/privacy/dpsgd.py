@@ -66,10 +66,17 @@ class DPNetwork:
         max_grad_norm: float,
         expected_batch_size: float,
         betas: tuple[float, float] = (0.5, 0.999),
+        optimizer: str = "adam",
     ) -> None:
         self.module = module
         self.private = private
-        base = torch.optim.Adam(module.parameters(), lr=lr, betas=betas)
+        base: torch.optim.Optimizer
+        if optimizer == "adam":
+            base = torch.optim.Adam(module.parameters(), lr=lr, betas=betas)
+        elif optimizer == "sgd":
+            base = torch.optim.SGD(module.parameters(), lr=lr)
+        else:
+            raise ValueError(f"unknown optimizer {optimizer!r} (expected 'adam' or 'sgd')")
         self.base_optimizer = base
         if private:
             errors = ModuleValidator.validate(module, strict=False)

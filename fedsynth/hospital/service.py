@@ -126,7 +126,9 @@ class HospitalService:
         if stored is not None:
             site_log.write("replayed", round=instruction.server_round)
             return stored
-        reason = first_refusal(Proposal(self.site.policy, instruction, self.data.schema), self.guardrails)
+        reason = first_refusal(
+            Proposal(self.site.policy, instruction, self.data.schema, len(self.data)), self.guardrails
+        )
         if reason is not None:
             return self._refuse(instruction, reason, None)
         try:

@@ -30,6 +30,12 @@ class SitePolicy:
     neighbours; the server must request an explicit sample rate and updates are averaged without
     size weights) or ``public`` declares it a public fact (it is sent with every reply; replace-one
     neighbours, accounted at doubled sensitivity).
+
+    ``approved_code``, ``min_batch_size`` and ``check_weights`` guard against a server that tries
+    to reconstruct records from updates (imprint and trap-weight attacks): the site runs only code
+    it approved, never trains on tiny batches, and inspects the weights it is sent. The optimizer
+    is deliberately not restricted: plain SGD and Adam both release a function of the batch
+    gradient, so what protects a record is the batch size, the DP noise and honest weights.
     """
 
     #: Refuse every request that trains without DP noise.
@@ -49,6 +55,16 @@ class SitePolicy:
     #: Model architectures the site will train.
     architectures: tuple[str, ...] = (BUILTIN_ARCHITECTURE,)
     record_count: Literal["private", "public"] = "private"
+    #: Fingerprints (fedsynth.site.code) of the application code the site approved; empty: only
+    #: the code installed at the site. A job whose code fingerprint is not approved is refused.
+    approved_code: tuple[str, ...] = ()
+    #: Smallest expected batch the site trains on (sample rate x record count for Poisson
+    #: batches, ``train.batch_size`` for fixed ones). A gradient of a batch of one is the record;
+    #: imprint attacks ("Robbing the Fed") need batches small enough to separate records.
+    min_batch_size: float = 8.0
+    #: Inspect the weights the server sends for crafted imprint and trap rows before training
+    #: (see fedsynth.hospital.detectors).
+    check_weights: bool = True
 
     def __post_init__(self) -> None:
         _require(0 < self.max_delta < 1, "site_policy.max_delta", "a value in (0, 1)", self.max_delta)
@@ -77,6 +93,13 @@ class SitePolicy:
         _require(
             len(self.architectures) > 0, "site_policy.architectures", "at least one architecture", self.architectures
         )
+        _require(
+            all(len(d) == 64 and all(c in "0123456789abcdef" for c in d) for d in self.approved_code),
+            "site_policy.approved_code",
+            "SHA-256 code fingerprints (64 lowercase hex digits, see `fedsynth.site.code`)",
+            self.approved_code,
+        )
+        _require(self.min_batch_size >= 1, "site_policy.min_batch_size", "a batch size >= 1", self.min_batch_size)
 
     @property
     def lifetime_budget(self) -> float | None:
@@ -93,4 +116,7 @@ class SitePolicy:
             "allow_reproducible_noise": self.allow_reproducible_noise,
             "architectures": list(self.architectures),
             "record_count": self.record_count,
+            "approved_code": list(self.approved_code),
+            "min_batch_size": self.min_batch_size,
+            "check_weights": self.check_weights,
         }

@@ -81,6 +81,50 @@ def simulate(
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e
     console.print(f"run folder: {cfg.out_dir}  (TSTR MCC {summary['tstr'].get('mcc')})  {summary['label']}")
+    if cfg.attack.threat_model != "none":
+        from fedsynth.redteam.audit import audit_attack
+
+        scores = audit_attack(cfg.out_dir)
+        for target, sc in scores["targets"].items():
+            console.print(f"attack {target}: ReRo@0.1 {sc['rero_01']:.3f}, exact {sc['exact']} of {sc['records']}")
+
+
+#: The attack study's base when no --config is given: two hospitals, a small image encoder.
+ATTACK_BASE = ["federation.num_hospitals=2", "model.image_channels=8"]
+
+
+@app.command()
+def attack(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the study's outputs.")],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    engine: Annotated[str, typer.Option(help="'inprocess' (default) or 'flower' (Flower's simulation engine).")] = (
+        "inprocess"
+    ),
+    quick: Annotated[bool, typer.Option(help="A reduced grid (fewer budgets, batches and records).")] = False,
+    utility: Annotated[bool, typer.Option(help="Also train an honest run per budget for its TSTR utility.")] = True,
+) -> None:
+    """Red team: a malicious server against simulated hospitals, beside the reconstruction bounds.
+
+    Runs the study's settings (threat model, budget, batch, bins) as real federated runs on the
+    data of --config/--set (default: the built-in phantom), scores what the server recovered
+    against the true records, and writes DIR/attack.csv (one row per true record per setting),
+    DIR/cdf/<setting>.png, DIR/table.md and DIR/table.json (epsilon -> ReRo@0.1, worst-case and
+    relaxed bounds, TSTR utility) and each run folder under DIR/runs/.
+    """
+    from fedsynth.redteam.experiment import default_settings, run_experiment
+
+    try:
+        if engine not in ("flower", "inprocess"):
+            raise FedsynthError(f"--engine {engine!r}: expected 'flower' or 'inprocess'")
+        if (out / "attack.csv").exists():
+            raise FedsynthError(f"{out} already holds a study: choose another --out")
+        base = load_config(config, [*([] if config is not None else ATTACK_BASE), *(set_ or [])])
+        run_experiment(base, out, default_settings(quick), engine, log=console.print, utility=utility)
+    except FedsynthError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    typer.echo((out / "table.md").read_text())
 
 
 @app.command()

@@ -14,16 +14,20 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
 from fedsynth.config.schema import RunConfig
 from fedsynth.data.records import Schema
 from fedsynth.federation.coordinator import Coordinator, FederationResult
 from fedsynth.federation.privacy_report import HospitalPrivacy, privacy_document
 from fedsynth.federation.registry import make_strategy
+from fedsynth.federation.strategy import Strategy
 from fedsynth.federation.transport import Transport
+from fedsynth.models.architectures import build_architecture
 from fedsynth.models.generator import build_generator
 from fedsynth.protocol import Arrays, Job
 from fedsynth.runfolder import RunFolder, write_json
+from fedsynth.site.code import app_code_digest
 from fedsynth.synthesis import save_class_grid, synthesize
 
 
@@ -47,7 +51,19 @@ def make_job(config: RunConfig, schema: Schema, run_id: str) -> Job:
         train=config.train,
         privacy=config.privacy,
         schema_digest=schema.digest(),
+        code_digest=app_code_digest(),
     )
+
+
+class ServerHook(Protocol):
+    """A plug-in that changes what the server does, e.g. the red team's malicious server
+    (:class:`fedsynth.attacks.server.AttackHook`): ``job`` may rewrite the public job description
+    (a code-shipping server ships its own architecture) and ``strategy`` wraps the run's strategy
+    (rewriting what it sends, reading what comes back)."""
+
+    def job(self, job: Job) -> Job: ...
+
+    def strategy(self, inner: Strategy, job: Job, schema: Schema, run: RunFolder) -> Strategy: ...
 
 
 def run_federation(
@@ -56,16 +72,22 @@ def run_federation(
     transport: Transport,
     on_round: Callable[[dict], None] | None = None,
     resume: bool = False,
+    hook: ServerHook | None = None,
 ) -> dict:
     """Train through ``transport``, then write the server's part of the run folder; returns the
-    server's summary. With ``resume`` the run continues from the folder's newest checkpoint."""
+    server's summary. With ``resume`` the run continues from the folder's newest checkpoint;
+    ``hook`` plugs in a server wrapper (see :class:`ServerHook`)."""
     run = RunFolder(config.out_dir)
     if not resume:
         run.write_config(config)
         run.write_schema(schema)
     job = make_job(config, schema, run_identity(run, resume))
-    model = build_generator(schema, config.model, config.seed)
+    if hook is not None:
+        job = hook.job(job)
+    model = build_architecture(job.architecture, schema, job.model, job.seed, job.architecture_options)
     strategy = make_strategy(config.federation, model.weights())
+    if hook is not None:
+        strategy = hook.strategy(strategy, job, schema, run)
     result = Coordinator(config, job, strategy, transport, run, on_round).run_rounds(resume=resume)
     return finalize(config, schema, run, strategy.final_weights(), strategy.describe_final(), result)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from fedsynth.attacks.server import attack_hook
 from fedsynth.config import RunConfig, from_flat
 from fedsynth.data.records import Schema
 from fedsynth.errors import ConfigError
@@ -39,7 +40,9 @@ def build_server_app(config: RunConfig | None = None, resume: bool = False) -> S
         cfg = config if config is not None else from_flat(context.run_config)
         transport = GridTransport(grid, cfg.federation.num_hospitals)
         with RoundPrinter(cfg) as printer:
-            summary = run_federation(cfg, public_schema(cfg), transport, on_round=printer.round_done, resume=resume)
+            summary = run_federation(
+                cfg, public_schema(cfg), transport, on_round=printer.round_done, resume=resume, hook=attack_hook(cfg)
+            )
             printer.finished(summary)
 
     return app

@@ -76,10 +76,11 @@ def _why(config: RunConfig) -> str:
 def simulate_in_process(config: RunConfig, resume: bool = False) -> dict:
     """The same sites, server, strategy and run folder without Flower: every hospital is served in
     this process and messages still pass through the wire module (and are counted)."""
+    from fedsynth.attacks.server import attack_hook
     from fedsynth.federation.server import run_federation
     from fedsynth.simulation.audit import audit_run
     from fedsynth.simulation.inprocess import InProcessTransport
 
     schema, sites = sites_for(config, resume, late_seconds=0.0)
-    run_federation(config, schema, InProcessTransport.from_sites(sites), resume=resume)
+    run_federation(config, schema, InProcessTransport.from_sites(sites), resume=resume, hook=attack_hook(config))
     return audit_run(config)

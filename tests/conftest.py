@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from fedsynth.config import RunConfig, load_config
 
@@ -50,3 +54,38 @@ def check_contract(run_dir: Path, shared: bool = False) -> str:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _find_chromium() -> str | None:
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _try_install() -> None:
+    """CI only: install Debian's chromium (root, apt-get available); errors surface as a missing browser."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+        subprocess.run(cmd, env=env, capture_output=True, timeout=900, check=False)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A headless browser for the report tests: skipped without one, unless CI is set (then it is
+    installed with apt-get, and its absence fails)."""
+    path = _find_chromium()
+    if path is None and os.environ.get("CI"):
+        _try_install()
+        path = _find_chromium()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (apt-get install -y chromium); required when CI is set")
+        pytest.skip("chromium is not installed (set CI=1 to make this a failure)")
+    return path

@@ -30,7 +30,11 @@ the clinical table; clinical <-> image associations), memorization (maximum Pear
 each synthetic image to all training images, raw and with the mean image removed), privacy
 (distance to closest record, membership-inference attacks with ROC AUC, Reality and Diversity
 Guarantees), 2-D embeddings per hospital and class, the privacy budget and guarantee of every
-hospital (privacy.json) and attack results (DIR/attack/summary.json) when present.
+hospital (privacy.json) and, when the run folder holds a malicious server's results (DIR/attack/),
+what it reconstructed: ReRo@0.1/0.3, exact recoveries and the distance CDF per target, next to each
+hospital's theoretical ReRo bounds at prior 1/records (the record count is known only in a
+simulation or when a hospital declared it public). Unscored reconstructions are scored first when
+the run folder holds the simulated sites' true records.
 
 report.html is one self-contained file (plots embedded, no network access needed); it says how
 every number was computed. Typical run time: tens of seconds on two cores. The per-record arrays
@@ -86,6 +90,8 @@ def register(app: typer.Typer) -> None:
                 soft_wrap=True,
             )
         try:
+            if not reuse:
+                _score_attack(run_dir)
             with console.status(f"re-rendering {run_dir}" if reuse else f"evaluating {run_dir}"):
                 out = render_report(
                     run_dir, reuse=reuse, tsne=tsne, local_utility=local_utility, save_arrays=save_arrays
@@ -115,6 +121,17 @@ def register(app: typer.Typer) -> None:
         typer.echo(str(page))
 
 
+def _score_attack(run_dir: Path) -> None:
+    """A simulated run attacked by a malicious server but not yet scored: score the server's
+    reconstructions against the simulated sites' true records (DIR/attack/scores.json)."""
+    attack = run_dir / "attack"
+    if (attack / "reconstructions").is_dir() and not (attack / "scores.json").exists() and (run_dir / "sites").is_dir():
+        from fedsynth.redteam.audit import audit_attack
+
+        with console.status(f"scoring the attack on {run_dir}"):
+            audit_attack(run_dir)
+
+
 def _print_error(e: Exception) -> None:
     """The error on one unwrapped line (file paths stay whole, brackets are not markup)."""
     from rich.markup import escape
@@ -141,6 +158,11 @@ def _print_summary(path: Path) -> None:
     guarantee = (ev.get("privacy_budget") or {}).get("guarantee")
     if guarantee:
         console.print(f"  privacy: {guarantee['label']}")
+    if ev.get("attack"):
+        from rich.markup import escape
+
+        attack = ev["attack"]
+        console.print(f"  attack ({escape(attack['threat_model'])}): {escape(attack['finding'])}", soft_wrap=True)
     for name, v in ev["verdicts"].items():
         console.print(f"  {name}: {v['level']} - {v['text']}")
 

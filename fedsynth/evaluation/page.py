@@ -10,6 +10,8 @@ Machine-readable hooks (used by the browser test and by anyone scraping reports)
 - every summary value is an element ``<td id="sum-KEY" data-key="KEY" data-value="JSON">``
   whose ``data-value`` is the exact JSON of ``evaluation.json["summary"][KEY]``;
 - every verdict is ``<div id="verdict-NAME" data-level="pass|warn|fail|...">``;
+- a run attacked by a malicious server (DIR/attack/) gets the verdict ``reconstruction`` and, in
+  the Attack section, ``<p id="attack-finding" data-level="...">`` with the one-line finding;
 - the whole summary is also embedded as ``<script type="application/json" id="evaluation-summary">``;
 - after load, the inline script sets ``<body data-selfcheck="ok">`` when every embedded image
   decoded and no script error occurred (otherwise ``data-selfcheck="error"`` and the messages in
@@ -18,6 +20,7 @@ Machine-readable hooks (used by the browser test and by anyone scraping reports)
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from collections.abc import Sequence
@@ -300,7 +303,9 @@ def _summary_section(ev: dict[str, Any]) -> str:
         )
     attack = ev.get("attack")
     attack_line = (
-        "<p>Attack results present: see <a href='#attack'>Attack</a>.</p>" if attack else "<p>No attack run.</p>"
+        f"<p>Attack: {esc(attack['finding'])} (see <a href='#attack'>Attack</a>).</p>"
+        if attack
+        else "<p>No attack run.</p>"
     )
     return (
         banner
@@ -953,23 +958,132 @@ def _training_section(metrics: list[dict[str, Any]]) -> str:
     )
 
 
-def _attack_section(ev: dict[str, Any]) -> str:
+def _png_uri(arrays: dict[str, np.ndarray], key: str) -> str | None:
+    """A PNG file carried in ``arrays`` (raw bytes as uint8) as a data URI, or None when absent."""
+    data = arrays.get(key)
+    if data is None or data.size == 0:
+        return None
+    return "data:image/png;base64," + base64.b64encode(np.asarray(data, dtype=np.uint8).tobytes()).decode("ascii")
+
+
+def _attack_section(ev: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
+    """The malicious server's results: threat model, per-target ReRo, per-hospital bounds, plots, refusals."""
     attack = ev.get("attack")
     if not attack:
-        return "<p id='attack-status'>No attack run (no attack/summary.json in the run folder).</p>"
-    rows = []
-
-    def walk(prefix: str, obj: Any) -> None:
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        elif isinstance(obj, list) and len(obj) > 20:
-            rows.append([prefix, f"list of {len(obj)} values"])
-        else:
-            rows.append([prefix, obj if not isinstance(obj, list) else json.dumps(obj)])
-
-    walk("", attack)
-    return "<p id='attack-status'>Attack results from attack/summary.json:</p>" + table(["field", "value"], rows)
+        return "<p id='attack-status'>No attack run (the run folder has no attack/).</p>"
+    level = ((ev.get("verdicts") or {}).get("reconstruction") or {}).get("level", "info")
+    body = (
+        f"<p class='verdict level-{level}' id='attack-finding' data-level='{level}'>"
+        f"<b>finding</b>{esc(attack['finding'])}</p>"
+    )
+    setup = attack.get("setup") or {}
+    journal = attack.get("journal") or {}
+    rounds = ", ".join(map(str, journal.get("rounds", []))) or "-"
+    layers = ", ".join(f"{t.get('name')} ({t.get('layer')}, {t.get('phase')})" for t in setup.get("targets", []))
+    body += table(
+        ["attack", ""],
+        [
+            ["threat model", f"{attack['threat_model']}: {attack['threat_model_words']}"],
+            ["architecture sent", setup.get("architecture")],
+            ["optimizer / sampling", f"{setup.get('optimizer')} / {setup.get('sampling')}"],
+            ["attacked rounds", setup.get("rounds")],
+            ["imprint rows (bins)", setup.get("bins")],
+            ["targets (layer, phase)", layers or "none"],
+            [
+                "updates inverted",
+                f"{journal.get('updates_inverted', 0)} (rounds {rounds}),"
+                f" {journal.get('candidates', 0)} candidate records recovered",
+            ],
+        ],
+    )
+    refusals = attack.get("refusals") or []
+    if refusals:
+        body += (
+            "<h3>Refusals (the sites' guardrails at work)</h3><ul id='attack-refusals'>"
+            + "".join(f"<li class='level-pass'>{esc(r['words'])}</li>" for r in refusals)
+            + "</ul>"
+        )
+    if attack.get("scoring_note"):
+        body += f"<p id='attack-scoring' class='muted'>{esc(attack['scoring_note'])}</p>"
+    targets = attack.get("targets") or {}
+    if targets:
+        body += "<h3>Reconstructions against the true records</h3>" + table(
+            ["target", "distance", "records", "ReRo@0.1", "ReRo@0.3", "exact", "median distance", "finding"],
+            [
+                [
+                    name,
+                    t["metric"],
+                    t["records"],
+                    t["rero_01"],
+                    t["rero_03"],
+                    t["exact"],
+                    t["median_distance"],
+                    t["finding"],
+                ]
+                for name, t in targets.items()
+            ],
+        )
+    hospitals = attack.get("hospitals") or {}
+    if hospitals:
+        rows = []
+        for hid, h in hospitals.items():
+            b = h.get("bounds") or {}
+            note = h.get("bounds_note") or ("no DP guarantee: the bound is 1" if h.get("private") is False else "")
+            for target, m in (h.get("measured") or {"-": {}}).items():
+                rows.append(
+                    [
+                        hid,
+                        fmt(h.get("epsilon"), "epsilon"),
+                        h.get("records") if h.get("records") is not None else "private",
+                        target,
+                        m.get("rero_01"),
+                        m.get("rero_03"),
+                        m.get("exact"),
+                        b.get("worst_case"),
+                        b.get("relaxed"),
+                        b.get("worst_case_clt"),
+                        note,
+                    ]
+                )
+        body += "<h3>Measured ReRo next to the theoretical bounds, per hospital</h3>" + table(
+            [
+                "hospital",
+                "epsilon",
+                "records (n)",
+                "target",
+                "measured ReRo@0.1",
+                "measured ReRo@0.3",
+                "exact",
+                "worst-case bound",
+                "relaxed bound",
+                "CLT approximation",
+                "note",
+            ],
+            rows,
+        )
+    body += img(_png_uri(arrays, "attack_png_cdf"), "attack: distance CDF")
+    for name in targets:
+        uri = _png_uri(arrays, f"attack_png_pairs-{name}")
+        if uri:
+            title = f"{name}: true records (top) over their closest reconstructions (best of one hospital)"
+            body += f"<h3>{esc(title)}</h3>" + img(uri, f"attack pairs {name}")
+    body += method(
+        prose(
+            """
+            the server's reconstructions (DIR/attack/reconstructions) are scored against each hospital's
+            true records (simulation only: the sites' records): for every true record, the distance to the
+            closest reconstruction the server got from that hospital's updates, every attacked round pooled.
+            ReRo@eta = share of records closer than eta; exact = closer than 0.001. Bounds: the success
+            probability of any reconstruction attack against the hospital's DP-SGD mechanism history
+            (privacy.json), with a baseline guess among its n records as prior (1/n): worst case = the
+            Neyman-Pearson test's power (Kaissis et al.), relaxed = an adversary without the candidate record
+            in advance (generalised likelihood ratio test), CLT = the Gaussian-DP approximation (not a bound).
+            The measured ReRo@0.1 of a DP hospital should stay below its worst-case bound. The count n is
+            known here only in a simulation or when the hospital declared it public.
+            """
+        )
+    )
+    return body
 
 
 def _methods_section(ev: dict[str, Any]) -> str:
@@ -997,7 +1111,7 @@ def build_report_html(evaluation: dict[str, Any], arrays: dict[str, np.ndarray],
         "embedding": _embedding_section(ev, arrays),
         "samples": _samples_section(ev, arrays),
         "training": _training_section(metrics),
-        "attack": _attack_section(ev),
+        "attack": _attack_section(ev, arrays),
         "methods": _methods_section(ev),
     }
     nav = "<nav><ul>" + "".join(f'<li><a href="#{sid}">{esc(t)}</a></li>' for sid, t in SECTIONS) + "</ul></nav>"

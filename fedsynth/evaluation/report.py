@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from fedsynth.errors import DataError
 from fedsynth.evaluation import associations, audit, fidelity, memorization, privacy, tabular, utility
+from fedsynth.evaluation.attack_section import attack_images, attack_section
 from fedsynth.evaluation.budget import budget_verdict, privacy_budget
 from fedsynth.evaluation.embedding import embedding_view
 from fedsynth.evaluation.features import PIXEL_DESCRIPTION, fit_embedding, pixel_space
@@ -172,7 +173,11 @@ METHODS: dict[str, str] = {
         "DG = median NN distance B->S' / median NN distance B->A, S' a random synthetic subset of size "
         "|A|, embedding space (1 = real data covered as well as by a real sample; > 1 missing modes)"
     ),
-    "attack": "DIR/attack/summary.json if an attack was run against this federation",
+    "attack": (
+        "what a malicious server recovered from the hospitals' updates (DIR/attack/, scored against the "
+        "true records: fedsynth.evaluation.attack_section), in one line; 'no attack run' when the run "
+        "folder has no attack/"
+    ),
 }
 
 
@@ -243,8 +248,10 @@ def _nearest_attribution(arg: np.ndarray, hospital_of: np.ndarray, names: list[s
     return {names[h]: {"nearest_share": float(near[h]), "training_share": float(share[h])} for h in range(n_h)}
 
 
-def _verdicts(s: dict[str, Any], has_images: bool, budget: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """Pass/warn/fail style verdicts with the reason, from the summary numbers."""
+def _verdicts(
+    s: dict[str, Any], has_images: bool, budget: dict[str, Any], attack: dict[str, Any] | None = None
+) -> dict[str, dict[str, str]]:
+    """Pass/warn/fail style verdicts with the reason, from the summary numbers (and the attack section)."""
     v: dict[str, dict[str, str]] = {}
     if has_images and s.get("share_above_095_residual") is not None:
         resid_excess = s["share_above_095_residual"] - (s.get("holdout_share_above_095_residual") or 0.0)
@@ -298,7 +305,21 @@ def _verdicts(s: dict[str, Any], has_images: bool, budget: dict[str, Any]) -> di
             "text": f"precision {p:.2f} / recall {r:.2f} vs {pb:.2f} / {rb:.2f} for real holdout data",
         }
     v["privacy_budget"] = budget_verdict(budget)
+    if attack is not None:
+        v["reconstruction"] = _reconstruction_verdict(attack)
     return v
+
+
+def _reconstruction_verdict(attack: dict[str, Any]) -> dict[str, str]:
+    """fail: a record recovered exactly; warn: one within 0.1; pass: none (or every site refused)."""
+    targets = attack.get("targets") or {}
+    if not targets:
+        refused = bool(attack.get("refusals")) and not attack.get("reconstruction_files")
+        return {"level": "pass" if refused else "n/a", "text": attack["finding"]}
+    exact = sum(int(t.get("exact") or 0) for t in targets.values())
+    within = sum(int(t.get("within_01") or 0) for t in targets.values())
+    level = "fail" if exact else "warn" if within else "pass"
+    return {"level": level, "text": attack["finding"]}
 
 
 def evaluate(
@@ -450,16 +471,20 @@ def _evaluate(run: RunData, *, tsne: bool, local_utility: bool) -> tuple[dict[st
             arrays[f"grid_{role}_images"] = ds.images[np.asarray(idx, dtype=np.int64)]
             arrays[f"grid_{role}_labels"] = ds.labels[np.asarray(idx, dtype=np.int64)]
 
+    attack = attack_section(run.run_dir)
+    if attack is not None:
+        arrays.update(attack_images(run.run_dir, attack))
+
     budget = privacy_budget(run.privacy)
     if budget.get("note"):
         notes.append(budget["note"])
-    summary = _summary(run, budget, util, fid, fid_base, tab, assoc, memo, priv)
+    summary = _summary(run, budget, util, fid, fid_base, tab, assoc, memo, priv, attack)
     evaluation = {
         "audit_artefact": audit.evaluation_notice(AUDIT_DIR),
         "run_dir": str(run.run_dir),
         "seed": seed,
         "summary": summary,
-        "verdicts": _verdicts(summary, has_images, budget),
+        "verdicts": _verdicts(summary, has_images, budget, attack),
         "data": {
             "n_train": len(train),
             "n_holdout": len(holdout),
@@ -481,7 +506,7 @@ def _evaluate(run: RunData, *, tsne: bool, local_utility: bool) -> tuple[dict[st
         "memorization": memo,
         "privacy": priv,
         "embedding": embedding_section,
-        "attack": run.attack,
+        **({"attack": attack} if attack is not None else {}),
         "methods": METHODS,
         "notes": notes,
     }
@@ -498,6 +523,7 @@ def _summary(
     assoc: dict[str, Any],
     memo: dict[str, Any],
     priv: dict[str, Any],
+    attack: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The flat block shown at the top of the report (every key documented in METHODS)."""
     tstr, trtr = util["tstr"], util["trtr"]
@@ -553,7 +579,7 @@ def _summary(
         "density_mia_auc": emb["density_attack"]["auc"],
         "reality_guarantee": emb["reality_diversity"]["rg"],
         "diversity_guarantee": emb["reality_diversity"]["dg"],
-        "attack": "present" if run.attack is not None else "no attack run",
+        "attack": attack["finding"] if attack is not None else "no attack run",
     }
     for hid, h in budget.get("hospitals", {}).items():
         s[f"epsilon_hospital_{hid}"] = h["epsilon"]

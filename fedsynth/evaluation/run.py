@@ -43,7 +43,6 @@ class RunData:
     privacy: dict[str, Any] | None
     summary: dict[str, Any] | None
     metrics: list[dict[str, Any]]
-    attack: dict[str, Any] | None
     notes: list[str] = field(default_factory=list)
 
 
@@ -130,6 +129,5 @@ def load_run(run_dir: Path, *, real: RealData | None = None, seed: int | None = 
         privacy=_read_json(run_dir / "privacy.json"),
         summary=_read_json(run_dir / "summary.json"),
         metrics=read_metrics(run_dir / "metrics.jsonl"),
-        attack=_read_json(run_dir / "attack" / "summary.json"),
         notes=notes,
     )

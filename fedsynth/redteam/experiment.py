@@ -92,6 +92,11 @@ class SettingResult:
     refused: dict = field(default_factory=dict)
     epsilon_spent: float | None = None
 
+    @property
+    def batch(self) -> int:
+        """The batch the hospitals drew: the requested one, capped by the smallest hospital."""
+        return min([self.setting.batch, *self.records_per_hospital])
+
 
 EPSILONS = (1.0, 8.0, 32.0, 1e3, 1e9, 1e12)
 
@@ -269,7 +274,7 @@ def write_outputs(
             with records_csv.open() as g:
                 for row in csv.DictReader(g):
                     writer.writerow(
-                        [s.name, data, s.threat_model, row["target"], s.epsilon_label, s.batch, s.bins, s.optimizer]
+                        [s.name, data, s.threat_model, row["target"], s.epsilon_label, r.batch, s.bins, s.optimizer]
                         + [row["hospital"], row["record"], row["distance"]]
                     )
     (out / "cdf").mkdir(exist_ok=True)
@@ -296,14 +301,14 @@ def write_outputs(
                     "target": target,
                     "epsilon": s.epsilon_label,
                     "epsilon_spent": r.epsilon_spent,
-                    "batch_size": s.batch,
+                    "batch_size": r.batch,
                     "bins": s.bins,
                     "optimizer": s.optimizer,
                     "records": n,
                     "rero_01": sc["rero_01"],
                     "rero_03": sc["rero_03"],
                     "exact": sc["exact"],
-                    "expected_exact": expected_exact_recoveries(s.batch, s.bins) / s.batch * n
+                    "expected_exact": expected_exact_recoveries(r.batch, s.bins) / r.batch * n
                     if s.epsilon is None and s.threat_model == "code-shipping"
                     else None,
                     "worst_case_bound": _bound(r, "worst_case"),
@@ -359,9 +364,10 @@ UTILITY_SCHEDULE = [
 ]
 
 
-def utility_run(base: RunConfig, epsilon: float | None, out: Path) -> float | None:
+def utility_run(base: RunConfig, epsilon: float | None, out: Path, log: Callable[[str], None] = print) -> float | None:
     """TSTR MCC of an honest run (default site policy, no attack) at ``epsilon`` (None: non-private)
-    on the base data, with the small schedule :data:`UTILITY_SCHEDULE`: what the budget buys."""
+    on the base data, with the small schedule :data:`UTILITY_SCHEDULE`: what the budget buys. The
+    sample rate is raised where the hospitals are small, so batches meet the default batch floor."""
     from fedsynth.errors import FedsynthError
     from fedsynth.simulation.engines import simulate_in_process
 
@@ -370,10 +376,18 @@ def utility_run(base: RunConfig, epsilon: float | None, out: Path) -> float | No
         if epsilon is None
         else [f"privacy.target_epsilon={epsilon!r}", "site_policy.lifetime_epsilon_budget=0"]
     )
-    config = load_config(None, [*base_overrides(base), *UTILITY_SCHEDULE, *privacy, f'out_dir="{out}"'])
+    sized = load_config(None, [*base_overrides(base), *UTILITY_SCHEDULE])
+    fed = load_federation(sized.data, sized.federation.num_hospitals, sized.seed)
+    floor = sized.site_policy.min_batch_size
+    rate = min(1.0, max(sized.privacy.sample_rate, floor / min(len(h) for h in fed.hospitals)))
+    config = load_config(
+        None,
+        [*base_overrides(base), *UTILITY_SCHEDULE, *privacy, f"privacy.sample_rate={rate!r}", f'out_dir="{out}"'],
+    )
     try:
         summary = simulate_in_process(config)
-    except FedsynthError:
+    except FedsynthError as e:
+        log(f"utility run at epsilon {epsilon}: {e}")
         return None
     mcc = summary.get("tstr", {}).get("mcc")
     return None if mcc is None else float(mcc)
@@ -397,6 +411,6 @@ def run_experiment(
         ):
             label = "non-private" if eps is None else f"{eps:g}"
             started = time.perf_counter()
-            tstr[label] = utility_run(base, eps, out / "utility" / label)
+            tstr[label] = utility_run(base, eps, out / "utility" / label, log)
             log(f"utility at epsilon {label}: TSTR MCC {tstr[label]} ({time.perf_counter() - started:.0f} s)")
     return write_outputs(results, out, tstr, data_label(base))

@@ -41,6 +41,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from scipy.ndimage import gaussian_filter1d  # noqa: E402
 
+from fedsynth.imaging import display_image  # noqa: E402
+
 #: SSIM parameters of Wang et al. (and skimage with ``gaussian_weights=True``).
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5
@@ -256,15 +258,6 @@ def cdf(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return d, np.arange(1, d.size + 1) / max(d.size, 1)
 
 
-def _display(img: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """(C, H, W) in [0, 1] -> an imshow array and colormap (gray, RGB, or the channel mean)."""
-    if img.shape[0] == 1:
-        return img[0], "gray"
-    if img.shape[0] == 3:
-        return np.transpose(img, (1, 2, 0)), None
-    return img.mean(axis=0), "gray"
-
-
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -302,11 +295,11 @@ def save_pair_grid(
     fig = Figure(figsize=(1.3 * k + 0.5, 3.0))
     axes = fig.subplots(2, k, squeeze=False)
     for j in range(k):
-        img, cmap = _display(minmax(shown[j : j + 1])[0])
+        img, cmap = display_image(minmax(shown[j : j + 1])[0])
         axes[0, j].imshow(img, cmap=cmap, vmin=0, vmax=1)
         axes[0, j].set_title(f"d={dist[j]:.3f}", fontsize=8)
         if 0 <= idx[j] < y.shape[0]:
-            rimg, rcmap = _display(minmax(y[idx[j] : idx[j] + 1])[0])
+            rimg, rcmap = display_image(minmax(y[idx[j] : idx[j] + 1])[0])
             axes[1, j].imshow(rimg, cmap=rcmap, vmin=0, vmax=1)
         for ax in axes[:, j]:
             ax.set_xticks([])

@@ -20,6 +20,8 @@ import numpy as np  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from fedsynth.imaging import display_image  # noqa: E402
+
 REAL_COLOR = "#1f77b4"
 SYN_COLOR = "#d62728"
 HOLD_COLOR = "#2ca02c"
@@ -38,15 +40,6 @@ def _fig(width: float, height: float, ncols: int = 1, nrows: int = 1, layout: st
     fig = Figure(figsize=(width, height), layout=layout)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
-
-
-def _display_image(img: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """(C, H, W) in [0, 1] -> something imshow understands, and its colormap."""
-    if img.shape[0] == 1:
-        return img[0], "gray"
-    if img.shape[0] == 3:
-        return np.transpose(img, (1, 2, 0)), None
-    return img.mean(axis=0), "gray"
 
 
 def bar_chart(labels: Sequence[str], series: dict[str, Sequence[float | None]], *, title: str, ylabel: str) -> str:
@@ -148,7 +141,7 @@ def image_pairs(
     for i in range(n):
         for row, imgs in enumerate((top, bottom)):
             ax = axes[row, i]
-            img, cmap = _display_image(imgs[i])
+            img, cmap = display_image(imgs[i])
             ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -170,7 +163,7 @@ def image_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str
             ax.set_xticks([])
             ax.set_yticks([])
             if j < idx.size:
-                img, cmap = _display_image(images[idx[j]])
+                img, cmap = display_image(images[idx[j]])
                 ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
             else:
                 ax.axis("off")

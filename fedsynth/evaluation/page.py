@@ -1076,7 +1076,8 @@ def _attack_section(ev: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
             ReRo@eta = share of records closer than eta; exact = closer than 0.001. Bounds: the success
             probability of any reconstruction attack against the hospital's DP-SGD mechanism history
             (privacy.json), with a baseline guess among its n records as prior (1/n): worst case = the
-            Neyman-Pearson test's power (Kaissis et al.), relaxed = an adversary without the candidate record
+            Neyman-Pearson test's power ("Bounding data reconstruction attacks with the hypothesis testing
+            interpretation of differential privacy"), relaxed = an adversary without the candidate record
             in advance (generalised likelihood ratio test), CLT = the Gaussian-DP approximation (not a bound).
             The measured ReRo@0.1 of a DP hospital should stay below its worst-case bound. The count n is
             known here only in a simulation or when the hospital declared it public.

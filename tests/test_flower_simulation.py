@@ -79,6 +79,12 @@ def _server_rounds_done(run: Path) -> int:
     return done
 
 
+def _ledger_events(run: Path) -> dict[str, list[tuple[str, int]]]:
+    """(phase, round) of every charged mechanism run, per hospital, from privacy.json."""
+    privacy = json.loads((run / "privacy.json").read_text())
+    return {h: [(e["phase"], e["round"]) for e in p["history"]] for h, p in privacy["hospitals"].items()}
+
+
 def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     # Bit-identical comparison: opt-in reproducible noise (secret noise never repeats).
     overrides = ["train.rounds_gan=3", "train.local_steps_gan=30", "train.generator_steps_per_round=10", *REPRODUCIBLE]
@@ -110,10 +116,21 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None
     check_contract(run, shared=True)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["rounds"] == 4
+    # Epsilon is never under-reported across the crash.
+    for hid, eps in reference["epsilon"].items():
+        assert summary["epsilon"][hid] >= eps * (1 - 1e-9)
+    # A hospital killed inside a round had already charged it (the ledger is charged before the
+    # mechanism runs); the redone round is charged again and draws new noise, even seeded (the
+    # streams are keyed by ledger index), and the extra charge can make the site refuse a later
+    # round over its run budget. Only a run killed between rounds can match bit for bit.
+    killed_events, reference_events = _ledger_events(run), _ledger_events(tmp_path / "reference")
+    redone = {h for h in reference_events if killed_events[h] != reference_events[h]}
+    for h in redone:
+        rounds = [r for _, r in killed_events[h]]
+        assert len(rounds) > len(set(rounds)), f"hospital {h}: history differs without a redone round"
+    if redone:
+        return
     ref, res = np.load(tmp_path / "reference/model/weights.npz"), np.load(run / "model/weights.npz")
     for k in ref.files:
         np.testing.assert_allclose(ref[k], res[k], rtol=0, atol=1e-5, err_msg=k)
     assert summary["tstr"]["mcc"] == reference["tstr"]["mcc"]
-    # Epsilon is never under-reported across the crash.
-    for hid, eps in reference["epsilon"].items():
-        assert summary["epsilon"][hid] >= eps * (1 - 1e-9)

@@ -42,7 +42,7 @@ def test_code_shipping_recovers_a_batch_of_one_image_exactly(tmp_path: Path) -> 
     assert np.sort(distances)[0] < 1e-4
     found = [json.loads(x) for x in (tmp_path / "runs/ship/attack/journal.jsonl").read_text().splitlines()]
     assert {(e["round"], e["hospital"]) for e in found} == {(1, 0), (1, 1), (2, 0), (2, 1)}
-    assert (tmp_path / "runs/ship/attack/pairs-image.png").stat().st_size > 1000
+    assert (tmp_path / "runs/ship/audit/attack/pairs-image.png").stat().st_size > 1000
 
 
 def test_weights_only_recovers_a_clinical_row_under_plain_sgd_and_far_less_under_adam(tmp_path: Path) -> None:

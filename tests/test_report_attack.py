@@ -54,7 +54,10 @@ def attacked(tmp_path_factory: pytest.TempPathFactory) -> Attacked:
 def _variant(run: Path, tmp_path: Path, *, drop: tuple[str, ...] = ()) -> Path:
     """A copy of the attacked run folder without the files (relative paths) in ``drop``."""
     copy = tmp_path / "variant"
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("audit"))
+    shutil.copytree(run, copy)
+    for report_output in (copy / "audit").iterdir():  # the report's own outputs, not the attack's scores
+        if report_output.name != "attack":
+            shutil.rmtree(report_output) if report_output.is_dir() else report_output.unlink()
     for rel in drop:
         path = copy / rel
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -70,7 +73,7 @@ def _edit_privacy(run: Path, change: Any) -> None:
 def test_the_section_repeats_the_scores_and_the_bounds_of_the_ledger(attacked: Attacked) -> None:
     run, ev, _ = attacked
     attack = ev["attack"]
-    scores = json.loads((run / "attack" / "scores.json").read_text())
+    scores = json.loads((run / "audit" / "attack" / "scores.json").read_text())
     assert attack["threat_model"] == "code-shipping"
     assert attack["threat_model_words"] == THREAT_MODELS["code-shipping"]
     assert attack["setup"]["architecture"] == "imprint-block-v1" and attack["setup"]["optimizer"] == "sgd"
@@ -88,7 +91,7 @@ def test_the_section_repeats_the_scores_and_the_bounds_of_the_ledger(attacked: A
     assert np.array_equal(cdf[:, 0], np.sort(distances)) and np.all(np.diff(cdf[:, 1]) > 0)
 
     privacy = json.loads((run / "privacy.json").read_text())
-    with (run / "attack" / "records.csv").open() as f:
+    with (run / "audit" / "attack" / "records.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert set(attack["hospitals"]) == {"0", "1"}
     for hid, h in attack["hospitals"].items():
@@ -125,14 +128,19 @@ def test_the_page_shows_the_attack_with_its_plots(attacked: Attacked) -> None:
         assert f"<td>{fmt(value)}</td>" in section
     assert "worst-case bound" in section and "relaxed bound" in section
     for name in ("cdf.png", "pairs-image.png"):
-        data = base64.b64encode((run / "attack" / name).read_bytes()).decode("ascii")
+        data = base64.b64encode((run / "audit" / "attack" / name).read_bytes()).decode("ascii")
         assert f'src="data:image/png;base64,{data}"' in section, name
     assert "Attack: " + html.escape(attack["finding"], quote=True) in page  # the summary's pointer
 
 
 def test_an_unscored_run_is_scored_from_the_simulated_sites(attacked: Attacked, tmp_path: Path) -> None:
     run, ev, _ = attacked
-    scoring = ("attack/scores.json", "attack/records.csv", "attack/cdf.png", "attack/pairs-image.png")
+    scoring = (
+        "audit/attack/scores.json",
+        "audit/attack/records.csv",
+        "audit/attack/cdf.png",
+        "audit/attack/pairs-image.png",
+    )
     copy = _variant(run, tmp_path, drop=scoring)
     section = attack_section(copy)
     assert section is not None and not section["scored"] and "fedsynth report" in section["scoring_note"]
@@ -150,12 +158,12 @@ def test_without_the_true_records_nothing_is_scored_and_the_bound_needs_the_coun
     attacked: Attacked, tmp_path: Path
 ) -> None:
     run, _, _ = attacked
-    copy = _variant(run, tmp_path, drop=("attack/scores.json", "attack/records.csv", "sites"))
+    copy = _variant(run, tmp_path, drop=("audit/attack", "sites"))
     section = attack_section(copy)
     assert section is not None and not section["scored"] and section["targets"] == {}
     assert "scoring needs the true records" in section["scoring_note"]
     assert section["finding"].startswith("not scored: scoring needs the true records")
-    assert not (copy / "attack" / "scores.json").exists()
+    assert not (copy / "audit" / "attack" / "scores.json").exists()
     for h in section["hospitals"].values():
         assert h["records"] is None and h["bounds"] is None and "record count" in h["bounds_note"]
 
@@ -193,7 +201,7 @@ def test_a_dp_history_bounds_the_reconstruction(attacked: Attacked, tmp_path: Pa
 
 def test_a_refusal_is_reported_as_the_guardrail_working(attacked: Attacked, tmp_path: Path) -> None:
     run, _, _ = attacked
-    copy = _variant(run, tmp_path, drop=("attack/scores.json", "attack/records.csv", "attack/reconstructions"))
+    copy = _variant(run, tmp_path, drop=("audit/attack", "attack/reconstructions"))
     reason = "rule code_pinned: the job runs code the site has not approved"
     _edit_privacy(copy, lambda p: p.update(refusals={"0": [{"round": 1, "reason": reason}]}))
     section = attack_section(copy)

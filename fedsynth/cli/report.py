@@ -123,9 +123,12 @@ def register(app: typer.Typer) -> None:
 
 def _score_attack(run_dir: Path) -> None:
     """A simulated run attacked by a malicious server but not yet scored: score the server's
-    reconstructions against the simulated sites' true records (DIR/attack/scores.json)."""
+    reconstructions against the simulated sites' true records (DIR/audit/attack/scores.json)."""
     attack = run_dir / "attack"
-    if (attack / "reconstructions").is_dir() and not (attack / "scores.json").exists() and (run_dir / "sites").is_dir():
+    from fedsynth.evaluation.audit import ATTACK_SCORES_DIR
+
+    scored = run_dir / ATTACK_SCORES_DIR / "scores.json"
+    if (attack / "reconstructions").is_dir() and not scored.exists() and (run_dir / "sites").is_dir():
         from fedsynth.redteam.audit import audit_attack
 
         with console.status(f"scoring the attack on {run_dir}"):

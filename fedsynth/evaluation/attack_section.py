@@ -4,8 +4,8 @@ A run with ``attack.threat_model != "none"`` leaves ``DIR/attack/`` behind (writ
 :mod:`fedsynth.attacks.server`): ``attack.json`` (threat model, imprint bins, targets, architecture,
 optimizer, sampling, attacked rounds), ``journal.jsonl`` (one line per inverted update) and
 ``reconstructions/*.npz``. Scoring them against the true records
-(:func:`fedsynth.redteam.audit.audit_attack`) adds ``scores.json``, ``records.csv``, ``cdf.png`` and
-``pairs-<target>.png``.
+(:func:`fedsynth.redteam.audit.audit_attack`) writes ``scores.json``, ``records.csv``, ``cdf.png`` and
+``pairs-<target>.png`` to ``DIR/audit/attack/`` (they show real records).
 
 :func:`attack_section` reads all of that, plus the run's ``privacy.json`` and, in a simulation, the
 simulated sites' records, into one JSON-able dict: the threat model in words; per target ReRo@0.1,
@@ -36,6 +36,7 @@ import numpy as np
 
 from fedsynth.attacks.scoring import ETAS, EXACT_TOL, exact_recoveries, rero
 from fedsynth.errors import DataError
+from fedsynth.evaluation.audit import ATTACK_SCORES_DIR
 from fedsynth.privacy.accounting import MechanismEvent
 from fedsynth.privacy.reconstruction import reconstruction_bounds
 
@@ -72,7 +73,7 @@ NOTES_SHOWN = 10
 def attack_section(run_dir: str | Path) -> dict[str, Any] | None:
     """The attack section of ``run_dir``'s report, or None when the run has no ``attack/`` folder.
 
-    The scores come from ``attack/scores.json``, which only whoever holds the true records can
+    The scores come from ``audit/attack/scores.json``, which only whoever holds the true records can
     write (:func:`fedsynth.redteam.audit.audit_attack`; ``fedsynth report`` runs it first on a
     simulation, whose run folder holds the simulated hospitals' records under ``sites/``); without
     it the section states what is missing.
@@ -87,12 +88,13 @@ def attack_section(run_dir: str | Path) -> dict[str, Any] | None:
     reconstructions = sorted((attack_dir / "reconstructions").glob("*.npz"))
     journal = _journal(attack_dir / "journal.jsonl")
 
-    scores = _read_json(attack_dir / "scores.json")
+    scored_dir = run_dir / ATTACK_SCORES_DIR
+    scores = _read_json(scored_dir / "scores.json")
     scoring_note = None
     if scores is None:
         scores, scoring_note = _unscored(run_dir, reconstructions)
 
-    per_hospital = _per_hospital_scores(attack_dir / "records.csv")
+    per_hospital = _per_hospital_scores(scored_dir / "records.csv")
     targets = {name: _target(name, t) for name, t in sorted(((scores or {}).get("targets") or {}).items())}
     refusals = _refusals(run_dir, privacy)
     hospitals = _hospitals(run_dir, privacy, per_hospital)
@@ -120,7 +122,7 @@ def attack_section(run_dir: str | Path) -> dict[str, Any] | None:
         "hospitals": hospitals,
         "refusals": refusals,
         "privacy_json": privacy is not None,
-        "images": _images(attack_dir, targets),
+        "images": _images(scored_dir, targets),
     }
     section["finding"] = _finding(section)
     return section
@@ -364,10 +366,10 @@ def _site_log_refusals(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _images(attack_dir: Path, targets: dict[str, Any]) -> dict[str, str]:
+def _images(scored_dir: Path, targets: dict[str, Any]) -> dict[str, str]:
     """The scoring's PNG files that exist, relative to the run folder (name -> path)."""
     names = {"cdf": "cdf.png"} | {f"pairs-{t}": f"pairs-{t}.png" for t in targets}
-    return {k: f"{ATTACK_DIR}/{v}" for k, v in names.items() if (attack_dir / v).is_file()}
+    return {k: f"{ATTACK_SCORES_DIR}/{v}" for k, v in names.items() if (scored_dir / v).is_file()}
 
 
 def _finding(section: dict[str, Any]) -> str:

@@ -53,6 +53,18 @@ ARRAYS_CONTENTS = (
 )
 
 
+#: Where the red team's scores of a malicious server's reconstructions go (they show real records).
+ATTACK_SCORES_DIR = "audit/attack"
+
+#: Content of that folder.
+ATTACK_SCORES_CONTENTS = {
+    "scores.json": "per target: every true record's distance to its closest reconstruction, ReRo, exact counts",
+    "records.csv": "one row per true record and target: hospital, record index, distance, round",
+    "cdf.png": "the distribution of those distances",
+    "pairs-<target>.png": "real training images beside the server's reconstructions of them",
+}
+
+
 def evaluation_notice(folder: str) -> dict[str, Any]:
     """The ``audit_artefact`` block of evaluation.json."""
     return {
@@ -63,12 +75,12 @@ def evaluation_notice(folder: str) -> dict[str, Any]:
     }
 
 
-def readme(files: dict[str, tuple[str, ...] | str]) -> str:
-    """README.txt of the audit folder: what it is, and what each file in it holds."""
+def readme(files: dict[str, tuple[str, ...] | str], written_by: str = "`fedsynth report`") -> str:
+    """README.txt of an audit folder: what it is, and what each file in it holds."""
     lines = [
         "AUDIT ARTEFACT - NOT A DIFFERENTIALLY PRIVATE RELEASE",
         "",
-        "This folder was written by `fedsynth report`. It holds real patient records and statistics",
+        f"This folder was written by {written_by}. It holds real patient records and statistics",
         "computed on them without differential privacy: training and held-out images, per-record",
         "scores, clinical distributions, class counts, and TRTR scores (classifiers trained on the",
         "real records). The run's privacy guarantee does not cover anything in here.",

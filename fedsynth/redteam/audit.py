@@ -14,8 +14,9 @@ record, the distance to the closest reconstruction the server got from *that* ho
   scale the spread of the hospital's true latents; ``latent-image``: the images the server decoded
   from those latents with the autoencoder it holds, 1 - SSIM.
 
-Writes ``attack/records.csv`` (one row per true record and target), ``attack/scores.json``,
-``attack/cdf.png`` and ``attack/pairs-<target>.png``.
+Writes ``audit/attack/records.csv`` (one row per true record and target), ``scores.json``,
+``cdf.png`` and ``pairs-<target>.png``: audit artefacts that show real records (the folder's
+README says so), kept apart from what the server holds (``attack/``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from fedsynth.attacks.scoring import image_distances, save_cdf_plot, save_pair_g
 from fedsynth.config import load_config
 from fedsynth.data.records import Dataset, Schema
 from fedsynth.data.records_file import load_records
+from fedsynth.evaluation.audit import ATTACK_SCORES_CONTENTS, ATTACK_SCORES_DIR, readme
 from fedsynth.models.generator import MultimodalGenerator, build_generator
 from fedsynth.models.table_autoencoder import TableCodec
 from fedsynth.runfolder import RunFolder, write_json
@@ -87,6 +89,9 @@ def audit_attack(run_dir: str | Path) -> dict:
     docstring); returns (and writes) ``attack/scores.json``."""
     run = RunFolder(run_dir)
     attack_dir = run.path / "attack"
+    out = run.path / ATTACK_SCORES_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "README.txt").write_text(readme(dict(ATTACK_SCORES_CONTENTS), "the red-team audit (fedsynth.redteam)"))
     description = json.loads((attack_dir / "attack.json").read_text())
     schema = Schema.from_dict(run.read_json("schema.json"))
     codec = TableCodec(schema) if schema.has_table else None
@@ -125,7 +130,7 @@ def audit_attack(run_dir: str | Path) -> dict:
             for i, (d, c) in enumerate(zip(dist, closest)):
                 rows.append([hid, i, name, float(d), int(rounds[c]) if c >= 0 else ""])
 
-    with (attack_dir / "records.csv").open("w", newline="") as f:
+    with (out / "records.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(RECORD_COLUMNS)
         writer.writerows(rows)
@@ -136,9 +141,9 @@ def audit_attack(run_dir: str | Path) -> dict:
         "targets": {name: {**score(d).to_dict(), "records": int(len(d))} for name, d in sorted(pooled.items())},
     }
     if pooled:
-        save_cdf_plot(pooled, attack_dir / "cdf.png", f"Reconstruction distances ({description['threat_model']})")
+        save_cdf_plot(pooled, out / "cdf.png", f"Reconstruction distances ({description['threat_model']})")
     for name, (true, recon, closest, dist) in pairs.items():
         best = np.argsort(dist, kind="stable")[:PAIRS_SHOWN]  # the best recoveries of one hospital
-        save_pair_grid(true[best], recon, closest[best], attack_dir / f"pairs-{name}.png", distances=dist[best])
-    write_json(attack_dir / "scores.json", scores)
+        save_pair_grid(true[best], recon, closest[best], out / f"pairs-{name}.png", distances=dist[best])
+    write_json(out / "scores.json", scores)
     return scores

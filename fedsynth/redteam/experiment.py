@@ -12,8 +12,10 @@ grid, where the default site policy refuses.
 Outputs in ``DIR``: ``attack.csv`` (one row per true record per setting), ``cdf/<setting>.png``
 and ``cdf/budgets.png`` (every budget of the batch-1 series in one plot),
 ``table.md`` / ``table.json`` (epsilon -> ReRo@0.1, worst-case and relaxed bounds, TSTR utility),
-``runs/<setting>/`` (each run folder, with ``attack/``), ``auxiliary.npz`` (the server's public
-records: the held-out split, never a hospital's).
+``runs/<setting>/`` (each run folder, with the server's ``attack/`` and the scores in
+``audit/attack/``), ``auxiliary.npz`` (the server's public records: the held-out split, never a
+hospital's). The study scores real (simulated) records, so its folder is an audit artefact as a
+whole: ``README.txt`` says so.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from fedsynth.config import RunConfig, load_config
 from fedsynth.config.loading import to_flat
 from fedsynth.data import load_federation
 from fedsynth.data.records_file import save_records
+from fedsynth.evaluation.audit import ATTACK_SCORES_DIR, readme
 from fedsynth.models.imprint import IMPRINT_ARCHITECTURE
 from fedsynth.privacy.accounting import MechanismEvent
 from fedsynth.privacy.reconstruction import reconstruction_bounds
@@ -268,7 +271,7 @@ def write_outputs(
         writer.writerow(CSV_COLUMNS)
         for r in results:
             s = r.setting
-            records_csv = out / "runs" / s.name / "attack" / "records.csv"
+            records_csv = out / "runs" / s.name / ATTACK_SCORES_DIR / "records.csv"
             if not records_csv.exists():
                 continue
             with records_csv.open() as g:
@@ -403,6 +406,16 @@ def run_experiment(
 ) -> dict:
     """Every setting in turn, the utility run of each budget, then the outputs."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / "README.txt").write_text(
+        readme(
+            {
+                "attack.csv, table.md, table.json, cdf/": "distances of real records to their reconstructions",
+                "runs/*/sites/": "the simulated hospitals' records",
+                "runs/*/audit/attack/": "pair grids of real images beside their reconstructions",
+            },
+            "`fedsynth attack`",
+        )
+    )
     results = [run_setting(base, s, out, engine, log) for s in settings or default_settings()]
     tstr: dict[str, float | None] = {}
     if utility:

@@ -243,9 +243,9 @@ class MaliciousServer(Strategy):
             base = instruction.merge[0][0]
         else:
             base = self.inner.weights
-        weights = {k: np.array(v, copy=True) for k, v in base.items()}
-        for name in self.weights:  # a relayed phase model lacks the other networks
-            weights.setdefault(name, np.array(self.weights[name], copy=True))
+        # A relayed phase model lacks the other networks. Planting writes new arrays, so the
+        # unplanted ones are shared with the strategy's, not copied.
+        weights = {**self.weights, **base}
         if self.attack.threat_model != "honest":
             for target in targets:
                 try:

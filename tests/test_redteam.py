@@ -137,3 +137,19 @@ def test_the_malicious_server_wraps_a_ring_too(tmp_path: Path) -> None:
     setting = Setting("ring", "code-shipping", None, 1, 10, records=10, rounds=2)
     result = run_setting(base, setting, tmp_path, log=lambda _: None)
     assert result.scores["targets"]["image"]["exact"] >= 3
+
+
+def test_a_malicious_server_without_auxiliary_records_is_a_clear_error(tmp_path: Path) -> None:
+    from fedsynth.errors import ConfigError, DataError
+    from fedsynth.simulation import simulate_in_process
+
+    cfg = load_config(None, [*BASE, f'out_dir="{tmp_path / "a"}"', 'attack.threat_model="weights-only"'])
+    with pytest.raises(ConfigError, match="attack.auxiliary: empty"):
+        simulate_in_process(cfg)
+    missing = tmp_path / "missing.npz"
+    cfg = load_config(
+        None,
+        [*BASE, f'out_dir="{tmp_path / "b"}"', 'attack.threat_model="weights-only"', f'attack.auxiliary="{missing}"'],
+    )
+    with pytest.raises(DataError, match="missing.npz: file not found"):
+        simulate_in_process(cfg)

@@ -39,6 +39,7 @@ from fedsynth.attacks.imprint import (
 from fedsynth.config.schema import AttackConfig, RunConfig
 from fedsynth.data.records import Dataset, Schema
 from fedsynth.data.records_file import load_records
+from fedsynth.errors import ConfigError
 from fedsynth.federation.strategy import RoundPlan, Send, Strategy
 from fedsynth.models.architectures import build_architecture
 from fedsynth.models.generator import MultimodalGenerator, phase_networks
@@ -382,6 +383,11 @@ class AttackHook:
         return replace(job, architecture=BUILTIN_ARCHITECTURE)
 
     def strategy(self, inner: Strategy, job: Job, schema: Schema, run: RunFolder) -> Strategy:
+        if not self.attack.auxiliary and self.attack.threat_model != "honest":
+            raise ConfigError(
+                f"attack.auxiliary: empty (the {self.attack.threat_model} server calibrates its bins on "
+                "records it holds: a fedsynth records file of public or synthetic records)"
+            )
         auxiliary = load_records(self.attack.auxiliary, source="attack.auxiliary") if self.attack.auxiliary else None
         return MaliciousServer(inner, self.attack, job, schema, run, auxiliary, self.config.seed)
 

@@ -335,6 +335,20 @@ def check_rule(rule: str, num_updates: int | None = None, **params: Any) -> Aggr
     return spec
 
 
+def sum_updates(updates: Sequence[Update]) -> Arrays:
+    """The element-wise sum of the updates' arrays (their weights are ignored): the total of
+    released sums, each of which already carries its site's noise."""
+    if not updates:
+        raise ValueError("cannot sum zero updates")
+    names = list(updates[0][0])
+    for arrays, _ in updates:
+        if list(arrays) != names:
+            raise ValueError("updates to sum disagree on their array names")
+    return OrderedDict(
+        (k, np.sum([np.asarray(a[k], dtype=np.float64) for a, _ in updates], axis=0).astype(np.float32)) for k in names
+    )
+
+
 def aggregate(rule: str, updates: Sequence[Update], **params: Any) -> Arrays:
     """Aggregate ``updates`` with the rule called ``rule`` ("mean", "median", "trimmed_mean", "krum").
 

@@ -28,7 +28,8 @@ class RoundPrinter:
 
     def __enter__(self) -> RoundPrinter:
         self.progress.start()
-        mode = "DP-SGD" if self.config.privacy.enabled else "NON-PRIVATE baseline"
+        mechanism = "Gaussian mechanism" if self.config.train.schedule == "gaussian" else "DP-SGD"
+        mode = mechanism if self.config.privacy.enabled else "NON-PRIVATE baseline"
         self.console.print(
             f"{self.config.federation.num_hospitals} hospitals, strategy {self.config.federation.strategy}, "
             f"{self.config.train.num_rounds} rounds, {mode}, run folder {self.config.out_dir}"

@@ -92,12 +92,19 @@ def shortfalls(run: Path) -> list[str]:
             short.append(f"hospital {hid}: epsilon {eps} outside [{lo:.4g}, {hi:.4g}] ({relation})")
         epsilons.append(eps)
     private = privacy["private"] and bool(epsilons)
+    releases = {
+        e["phase"] in ("image-mean", "image-basis", "latent-moments")
+        for h in privacy["hospitals"].values()
+        for e in h["history"]
+    }
+    mechanism = {frozenset({True}): "Gaussian mechanism", frozenset({True, False}): "DP-SGD + Gaussian mechanism"}
     expected = privacy_guarantee(
         private,
         max(epsilons) if epsilons and private else None,
         max((h["delta"] for h in privacy["hospitals"].values()), default=None),
         privacy["neighbouring_relation"],
         privacy["reproducible_noise"],
+        mechanism.get(frozenset(releases), "DP-SGD"),
     )
     if privacy["guarantee"]["level"] != expected.level or privacy["label"] != expected.label:
         short.append(f"privacy.json label {privacy['label']!r} disagrees with its numbers ({expected.label!r})")

@@ -37,8 +37,27 @@ class ModelConfig:
     table_loss_weight: float = 20.0
     #: Weight of the KL term that keeps latents close to N(0, I).
     kl_weight: float = 0.1
+    #: The latent model: "gan" (DP-SGD autoencoder + latent conditional GAN) or "gaussian"
+    #: (DP principal components of the images + a class-conditional Gaussian on the joint latent,
+    #: from three Gaussian-mechanism releases; see fedsynth.models.gaussian).
+    latent_model: Literal["gan", "gaussian"] = "gan"
+    #: Gaussian model: image principal components kept (the class-centre directions included).
+    basis_dim: int = 16
+    #: Gaussian model: per-pixel RMS deviation from 0.5 at which an image is clipped in the
+    #: class-mean release, and from its class centre in the later releases.
+    mean_clip: float = 0.5
+    image_clip: float = 0.125
+    #: Gaussian model: share of the joint latent vector's norm given to the clinical table.
+    table_share: float = 0.25
 
     def __post_init__(self) -> None:
+        _require(
+            self.latent_model in ("gan", "gaussian"), "model.latent_model", "'gan' or 'gaussian'", self.latent_model
+        )
+        _require(self.basis_dim > 0, "model.basis_dim", "a positive integer", self.basis_dim)
+        _require(self.image_clip > 0, "model.image_clip", "a positive per-pixel deviation", self.image_clip)
+        _require(0 < self.mean_clip <= 0.5, "model.mean_clip", "a per-pixel deviation in (0, 0.5]", self.mean_clip)
+        _require(0 < self.table_share < 1, "model.table_share", "a share in (0, 1)", self.table_share)
         for name in ("image_latent_dim", "table_latent_dim", "image_channels", "table_hidden", "noise_dim"):
             _require(getattr(self, name) > 0, f"model.{name}", "a positive integer", getattr(self, name))
         _require(self.gan_hidden > 0, "model.gan_hidden", "a positive integer", self.gan_hidden)
@@ -75,10 +94,27 @@ class TrainConfig:
     #: How a step's batch is drawn: "poisson" (rate privacy.sample_rate; what the DP accounting
     #: assumes) or "fixed" (exactly batch_size records without replacement; non-private runs only).
     sampling: Literal["poisson", "fixed"] = "poisson"
+    #: The rounds to run: "gan" (rounds_autoencoder autoencoder rounds, then rounds_gan GAN
+    #: rounds) or "gaussian" (one round per release of the Gaussian latent model: image-mean,
+    #: image-basis, latent-moments; model.latent_model must match).
+    schedule: Literal["gan", "gaussian"] = "gan"
+    #: Gaussian schedule: shares of the budget (squared sensitivity) of the image-mean and
+    #: image-basis releases; the latent-moments release gets the rest. Table-only data: both 0.
+    gaussian_mean_share: float = 0.05
+    gaussian_basis_share: float = 0.8
 
     def __post_init__(self) -> None:
         _require(self.optimizer in ("adam", "sgd"), "train.optimizer", "'adam' or 'sgd'", self.optimizer)
         _require(self.sampling in ("poisson", "fixed"), "train.sampling", "'poisson' or 'fixed'", self.sampling)
+        _require(self.schedule in ("gan", "gaussian"), "train.schedule", "'gan' or 'gaussian'", self.schedule)
+        for name in ("gaussian_mean_share", "gaussian_basis_share"):
+            _require(0 <= getattr(self, name) < 1, f"train.{name}", "a share in [0, 1)", getattr(self, name))
+        _require(
+            self.gaussian_mean_share + self.gaussian_basis_share < 1,
+            "train.gaussian_mean_share + train.gaussian_basis_share",
+            "less than 1 (the latent-moments release gets the rest)",
+            self.gaussian_mean_share + self.gaussian_basis_share,
+        )
         _require(self.rounds_autoencoder >= 0, "train.rounds_autoencoder", "an integer >= 0", self.rounds_autoencoder)
         _require(self.rounds_gan >= 0, "train.rounds_gan", "an integer >= 0", self.rounds_gan)
         _require(self.num_rounds > 0, "train.rounds_autoencoder + train.rounds_gan", "at least 1 round", 0)
@@ -88,12 +124,20 @@ class TrainConfig:
             _require(getattr(self, name) > 0, f"train.{name}", "a positive learning rate", getattr(self, name))
 
     @property
-    def num_rounds(self) -> int:
-        return self.rounds_autoencoder + self.rounds_gan
+    def phases(self) -> list[str]:
+        """The phase of every round, in order."""
+        if self.schedule == "gaussian":
+            shares = {"image-mean": self.gaussian_mean_share, "image-basis": self.gaussian_basis_share}
+            return [p for p in ("image-mean", "image-basis") if shares[p] > 0] + ["latent-moments"]
+        return ["autoencoder"] * self.rounds_autoencoder + ["gan"] * self.rounds_gan
 
-    def phase_of_round(self, server_round: int) -> Literal["autoencoder", "gan"]:
+    @property
+    def num_rounds(self) -> int:
+        return len(self.phases)
+
+    def phase_of_round(self, server_round: int) -> str:
         """Phase trained in ``server_round`` (1-based)."""
-        return "autoencoder" if server_round <= self.rounds_autoencoder else "gan"
+        return self.phases[server_round - 1]
 
 
 @dataclass(frozen=True)
@@ -374,3 +418,15 @@ class RunConfig:
     #: server never reads it; real sites write their own).
     site_policy: SitePolicy = field(default_factory=SitePolicy)
     attack: AttackConfig = field(default_factory=AttackConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.latent_model != self.train.schedule:
+            raise ConfigError(
+                f"model.latent_model = {self.model.latent_model!r} with train.schedule = {self.train.schedule!r}: "
+                "expected the same value (the schedule runs the rounds the latent model learns from)"
+            )
+        if self.train.schedule == "gaussian" and self.federation.strategy != "fedavg":
+            raise ConfigError(
+                f"federation.strategy = {self.federation.strategy!r} with the Gaussian latent model: expected "
+                "'fedavg' (its releases are sums the server adds up; a ring cannot relay them yet)"
+            )

@@ -25,7 +25,7 @@ from fedsynth.federation.network import NetworkModel, Transfer, exchange_waves, 
 from fedsynth.federation.strategy import RoundOutcome, Send, Strategy
 from fedsynth.federation.transport import Exchange, Transport
 from fedsynth.federation.validation import reference_of, validate_update
-from fedsynth.models.generator import phase_networks
+from fedsynth.models.generator import phase_arrays
 from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.protocol import Arrays, HospitalReply, Job
 from fedsynth.runfolder import RunFolder
@@ -114,9 +114,7 @@ class Coordinator:
     def _run_round(self, server_round: int, hospitals: list[int], result: FederationResult) -> None:
         phase = self.config.train.phase_of_round(server_round)
         started = time.perf_counter()
-        reference = reference_of(
-            self.strategy.weights, [k for k in self.strategy.weights if k.split(".")[0] in phase_networks(phase)]
-        )
+        reference = reference_of(self.strategy.weights, phase_arrays(self.strategy.weights, phase))
         max_bytes = int(self.config.federation.max_update_mb * 1e6)
         plan = self.strategy.run_round(server_round, phase, hospitals)
         waves: list[list[Transfer]] = []

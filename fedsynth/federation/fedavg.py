@@ -7,9 +7,10 @@ hospital declares its record count public and uniform otherwise; ``median``,
 
 from __future__ import annotations
 
-from fedsynth.aggregation import aggregate
+from fedsynth.aggregation import aggregate, sum_updates
 from fedsynth.errors import ConfigError
 from fedsynth.federation.strategy import RoundOutcome, RoundPlan, Send, Strategy
+from fedsynth.models.gaussian import GAUSSIAN_PHASES
 from fedsynth.protocol import RoundInstruction
 
 
@@ -38,7 +39,11 @@ class FedAvg(Strategy):
             outcome.accepted.append(reply.hospital_id)
             updates.append((reply.weights, float(reply.num_examples) if counted else 1.0))
         enough = len(updates) >= self.min_hospitals
-        if enough:
+        if enough and phase in GAUSSIAN_PHASES:
+            # The Gaussian model's releases are noisy sums over each site's records: the model
+            # needs their total, whatever the aggregation rule of the DP-SGD phases.
+            self.weights.update(sum_updates(updates))
+        elif enough:
             try:
                 self.weights.update(aggregate(self.rule, updates, **self.rule_params))
             except ConfigError as e:  # e.g. too few updates left for Krum after failures

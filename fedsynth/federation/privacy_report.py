@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fedsynth.data.records import Schema
+from fedsynth.models.gaussian import GAUSSIAN_PHASES
 from fedsynth.privacy.accounting import MechanismEvent
 from fedsynth.privacy.label import privacy_guarantee
 from fedsynth.privacy.ledger import PrivacyLedger
@@ -27,6 +28,22 @@ MECHANISM = (
     "discriminator with each record's real and fake rows clipped together as one contribution); "
     "the generator is post-processing"
 )
+
+GAUSSIAN_MECHANISM = (
+    "Gaussian mechanism on the sums of the Gaussian latent model (image-mean, image-basis, "
+    "latent-moments): every record contributes a vector of norm at most sqrt(share) of its release, "
+    "clipped after the public centres and basis are applied; the model is post-processing of the sums"
+)
+
+
+def mechanism_of(events: list[MechanismEvent]) -> tuple[str, str]:
+    """Short name and description of the mechanisms a history ran."""
+    gaussian = {e.phase in GAUSSIAN_PHASES for e in events}
+    if gaussian == {True}:
+        return "Gaussian mechanism", GAUSSIAN_MECHANISM
+    if gaussian == {True, False}:
+        return "DP-SGD + Gaussian mechanism", f"{MECHANISM}; {GAUSSIAN_MECHANISM}"
+    return "DP-SGD", MECHANISM
 
 
 @dataclass
@@ -117,8 +134,9 @@ def privacy_document(
     relations = sorted({h["neighbouring_relation"] for h in entries.values()})
     relation = relations[0] if len(relations) == 1 else "replace-one" if relations else "add-remove"
     max_delta = max((h["delta"] for h in entries.values()), default=None)
+    name, description = mechanism_of([e for h in hospitals.values() for e in h.combined().events])
     guarantee = privacy_guarantee(
-        private, max(epsilons) if epsilons and private else None, max_delta, relation, reproducible
+        private, max(epsilons) if epsilons and private else None, max_delta, relation, reproducible, name
     )
     return {
         "private": private,
@@ -129,7 +147,7 @@ def privacy_document(
         "randomness": "seeded (reproducible study; NOT private against the seed's holder)"
         if reproducible
         else SecureRandomness.description,
-        "mechanism": MECHANISM,
+        "mechanism": description,
         "conditioning_labels": "sampled uniformly (no access to real label counts)",
         "tabular_bounds": "public"
         if schema.bounds_source == "public"

@@ -11,7 +11,9 @@ baseline) belong to whoever owns the data: the simulation's audit adds them
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Protocol
@@ -30,6 +32,8 @@ from fedsynth.runfolder import RunFolder, write_json
 from fedsynth.site.code import app_code_digest
 from fedsynth.synthesis import save_class_grid, synthesize
 
+log = logging.getLogger(__name__)
+
 
 def run_identity(run: RunFolder, resume: bool) -> str:
     """The run's id: new for a new run, the saved one when resuming (hospitals key state by it)."""
@@ -40,6 +44,20 @@ def run_identity(run: RunFolder, resume: bool) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, {"run_id": run_id})
     return run_id
+
+
+def fit_schedule(config: RunConfig, schema: Schema) -> RunConfig:
+    """The run's configuration with the Gaussian schedule's image releases dropped for data without
+    images (their budget shares go to the latent-moments release); otherwise ``config`` itself."""
+    train = config.train
+    if train.schedule != "gaussian" or schema.has_image:
+        return config
+    if train.gaussian_mean_share == 0 and train.gaussian_basis_share == 0:
+        return config
+    log.info("the data have no images: the Gaussian schedule skips its image releases")
+    return dataclasses.replace(
+        config, train=dataclasses.replace(train, gaussian_mean_share=0.0, gaussian_basis_share=0.0)
+    )
 
 
 def make_job(config: RunConfig, schema: Schema, run_id: str) -> Job:
@@ -77,6 +95,7 @@ def run_federation(
     """Train through ``transport``, then write the server's part of the run folder; returns the
     server's summary. With ``resume`` the run continues from the folder's newest checkpoint;
     ``hook`` plugs in a server wrapper (see :class:`ServerHook`)."""
+    config = fit_schedule(config, schema)
     run = RunFolder(config.out_dir)
     if not resume:
         run.write_config(config)

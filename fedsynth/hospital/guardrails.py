@@ -93,7 +93,8 @@ def schema_matches(p: Proposal) -> str | None:
 
 def batch_floor(p: Proposal) -> str | None:
     """Every step averages at least ``policy.min_batch_size`` records in expectation: a Poisson
-    batch of sample rate x record count, or ``train.batch_size`` records for fixed batches. The
+    batch of sample rate x record count, ``train.batch_size`` records for fixed batches, or every
+    record for the releases of the Gaussian schedule. The
     refusal does not quote the expected batch (it would reveal a private record count)."""
     job = p.instruction.job
     assert job is not None
@@ -101,6 +102,10 @@ def batch_floor(p: Proposal) -> str | None:
     floor = p.policy.min_batch_size
     if n <= 0:
         return None  # the privacy plan refuses a site without records
+    if job.train.schedule == "gaussian":  # every release sums over the whole data set
+        if n < floor:
+            return f"the Gaussian schedule's releases sum over every record, and the site holds fewer than {floor:g}"
+        return None
     if job.train.sampling == "fixed":
         if min(job.train.batch_size, n) < floor:
             return (

@@ -26,7 +26,8 @@ from fedsynth.aggregation import merge_window
 from fedsynth.data.records import Dataset
 from fedsynth.hospital.plan import PrivacyPlan, local_steps
 from fedsynth.models.architectures import build_architecture
-from fedsynth.models.generator import phase_networks
+from fedsynth.models.gaussian import GAUSSIAN_PHASES, PHASE_MODULE, phase_sensitivity
+from fedsynth.models.generator import phase_arrays
 from fedsynth.privacy.dpsgd import DPNetwork, backward
 from fedsynth.privacy.randomness import MechanismRandomness
 from fedsynth.protocol import Arrays, Job, RoundInstruction
@@ -104,10 +105,13 @@ class Hospital:
             metrics = self._train_autoencoder(steps, randomness)
         elif phase == "gan":
             metrics = self._train_gan(steps, randomness)
+        elif phase in GAUSSIAN_PHASES:
+            metrics = self._release(phase, randomness)
         else:
-            raise ValueError(f"unknown training phase '{phase}' (expected 'autoencoder' or 'gan')")
+            raise ValueError(f"unknown training phase '{phase}' (expected 'autoencoder', 'gan' or {GAUSSIAN_PHASES})")
         self.rounds_done.append(instruction.server_round)
-        weights = {k: v for k, v in self.model.weights().items() if k.split(".")[0] in phase_networks(phase)}
+        all_weights = self.model.weights()
+        weights = {k: all_weights[k] for k in phase_arrays(all_weights, phase)}
         return weights, metrics
 
     def _batch(self, randomness: MechanismRandomness) -> torch.Tensor:
@@ -147,6 +151,33 @@ class Hospital:
             losses.append(per_sample.mean().item())
             self.autoencoder.step(per_sample.sum())
         return {"ae_loss": _mean(losses), "mean_batch_size": _mean(sizes), "steps": float(steps)}
+
+    @torch.no_grad()
+    def _release(self, phase: str, randomness: MechanismRandomness) -> dict[str, float]:
+        """One release of the Gaussian latent model: the phase's sums over every record, plus
+        N(0, (sigma / s)^2) per coordinate where s is the phase's sensitivity (see
+        :mod:`fedsynth.models.gaussian`); the sums replace the phase's buffers."""
+        model = self.model.gaussian
+        if model is None:
+            raise ValueError(f"phase {phase!r} needs model.latent_model = 'gaussian'")
+        images = None if self.images is None else self.images.cpu()
+        clinical = None if self.clinical is None else self.clinical.cpu()
+        labels = self.labels.cpu()
+        if phase == "image-mean":
+            assert images is not None
+            sums = {"sums": model.mean_contributions(images, labels)}
+        elif phase == "image-basis":
+            assert images is not None
+            sums = model.basis_contributions(images, labels)
+        else:
+            sums = model.moment_contributions(images, clinical, labels)
+        std = self.plan.noise_multiplier / phase_sensitivity(self.job.train, phase) if self.plan.private else 0.0
+
+        module = getattr(model, PHASE_MODULE[phase])
+        for name, total in sums.items():
+            noisy = total + randomness.gaussian(total, std) if std > 0 else total
+            getattr(module, name).copy_(noisy.to(torch.float32))
+        return {"noise_std": std, "values_released": float(sum(t.numel() for t in sums.values()))}
 
     def encode_all(self) -> torch.Tensor:
         """The latent codes of every record under the current (global) autoencoder."""

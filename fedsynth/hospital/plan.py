@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedsynth.config.schema import PrivacyConfig, TrainConfig
+from fedsynth.models.gaussian import GAUSSIAN_PHASES, phase_sensitivity
 from fedsynth.privacy.accounting import MechanismEvent, Relation, calibrate_noise_multiplier, compute_epsilon
 from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.site.policy import SitePolicy
@@ -53,18 +54,19 @@ class PrivacyPlan:
     accountant: str
     run_id: str
 
-    def event(self, phase: str, server_round: int, steps: int) -> MechanismEvent:
-        """The ledger entry of ``steps`` DP-SGD steps of ``phase`` in ``server_round``."""
-        return MechanismEvent(
-            phase=PHASE_MECHANISM[phase],
-            round=server_round,
-            noise_multiplier=self.noise_multiplier if self.private else 0.0,
-            sample_rate=self.sample_rate,
-            steps=steps,
-            sensitivity=STEP_SENSITIVITY,
-            relation=self.relation,
-            run=self.run_id,
-            max_grad_norm=self.max_grad_norm,
+    def event(self, phase: str, server_round: int, steps: int, train: TrainConfig | None = None) -> MechanismEvent:
+        """The ledger entry of ``steps`` DP-SGD steps of ``phase`` in ``server_round`` (a release of
+        the Gaussian latent model: one full-data Gaussian mechanism at its share's sensitivity)."""
+        return phase_event(
+            phase,
+            server_round,
+            self.noise_multiplier if self.private else 0.0,
+            self.sample_rate,
+            steps,
+            self.relation,
+            self.run_id,
+            self.max_grad_norm,
+            train,
         )
 
     def to_dict(self) -> dict:
@@ -86,29 +88,61 @@ class PrivacyPlan:
 
 
 def local_steps(train: TrainConfig, phase: str) -> int:
+    """DP-SGD steps of one round of ``phase`` (one release for the Gaussian model's phases)."""
+    if phase in GAUSSIAN_PHASES:
+        return 1
     return train.local_steps_autoencoder if phase == "autoencoder" else train.local_steps_gan
+
+
+def phase_event(
+    phase: str,
+    server_round: int,
+    noise_multiplier: float,
+    sample_rate: float,
+    steps: int,
+    relation: Relation,
+    run: str,
+    max_grad_norm: float,
+    train: TrainConfig | None,
+) -> MechanismEvent:
+    """The mechanism one round of ``phase`` runs. DP-SGD phases: ``steps`` subsampled Gaussian
+    steps at sensitivity 1 (each record one clipped row). Gaussian-model releases: the whole data
+    set (sample rate 1), one step, at the sensitivity of the phase's share of the budget."""
+    if phase in GAUSSIAN_PHASES:
+        if train is None:
+            raise ValueError(f"the ledger event of phase {phase!r} needs the training schedule")
+        return MechanismEvent(
+            phase,
+            server_round,
+            noise_multiplier,
+            1.0,
+            steps,
+            sensitivity=phase_sensitivity(train, phase),
+            relation=relation,
+            run=run,
+            max_grad_norm=1.0,
+        )
+    return MechanismEvent(
+        PHASE_MECHANISM[phase],
+        server_round,
+        noise_multiplier,
+        sample_rate,
+        steps,
+        sensitivity=STEP_SENSITIVITY,
+        relation=relation,
+        run=run,
+        max_grad_norm=max_grad_norm,
+    )
 
 
 def planned_history(
     train: TrainConfig, sample_rate: float, noise_multiplier: float, relation: Relation = "add-remove", run: str = ""
 ) -> list[MechanismEvent]:
     """Every mechanism event of a full run, in order, at one noise multiplier."""
-    events = []
-    for r in range(1, train.num_rounds + 1):
-        phase = train.phase_of_round(r)
-        events.append(
-            MechanismEvent(
-                PHASE_MECHANISM[phase],
-                r,
-                noise_multiplier,
-                sample_rate,
-                local_steps(train, phase),
-                sensitivity=STEP_SENSITIVITY,
-                relation=relation,
-                run=run,
-            )
-        )
-    return events
+    return [
+        phase_event(phase, r, noise_multiplier, sample_rate, local_steps(train, phase), relation, run, 1.0, train)
+        for r, phase in enumerate(train.phases, start=1)
+    ]
 
 
 def resolve_plan(

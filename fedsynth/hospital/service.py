@@ -142,7 +142,7 @@ class HospitalService:
             return self._refuse(instruction, plan, None)
         self._last_plan = plan
         steps = local_steps(job.train, instruction.phase)
-        event = plan.event(instruction.phase, instruction.server_round, steps)
+        event = plan.event(instruction.phase, instruction.server_round, steps, job.train)
         ledger = self._ledger(plan)
         reason = within_budget(plan, ledger, event)
         if reason is not None:

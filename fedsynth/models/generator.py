@@ -8,6 +8,7 @@ stage 3 decodes generated latents back to image + clinical row; the label is the
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -16,13 +17,20 @@ from torch import nn
 from fedsynth.config.schema import ModelConfig
 from fedsynth.data.records import Schema
 from fedsynth.models.autoencoder import MultimodalAutoencoder
+from fedsynth.models.gaussian import GaussianLatentModel
 from fedsynth.models.latent_gan import LatentDiscriminator, LatentGenerator
 
 #: Names of the networks, in the order their weights are exchanged.
 NETWORKS = ("autoencoder", "generator", "discriminator")
 
-#: The networks each training phase changes (and therefore sends back).
-PHASE_NETWORKS = {"autoencoder": ("autoencoder",), "gan": ("generator", "discriminator")}
+#: The networks (module paths) each training phase changes, and therefore sends back.
+PHASE_NETWORKS = {
+    "autoencoder": ("autoencoder",),
+    "gan": ("generator", "discriminator"),
+    "image-mean": ("gaussian.image_mean",),
+    "image-basis": ("gaussian.image_basis",),
+    "latent-moments": ("gaussian.latent_moments",),
+}
 
 
 def phase_networks(phase: str) -> tuple[str, ...]:
@@ -31,6 +39,12 @@ def phase_networks(phase: str) -> tuple[str, ...]:
         return PHASE_NETWORKS[phase]
     except KeyError:
         raise ValueError(f"unknown training phase '{phase}' (expected one of {sorted(PHASE_NETWORKS)})") from None
+
+
+def phase_arrays(names: Iterable[str], phase: str) -> list[str]:
+    """The array names, among ``names``, that ``phase`` changes."""
+    prefixes = tuple(f"{net}." for net in phase_networks(phase))
+    return [k for k in names if k.startswith(prefixes)]
 
 
 class MultimodalGenerator(nn.Module):
@@ -45,6 +59,8 @@ class MultimodalGenerator(nn.Module):
             config.noise_dim, schema.num_classes, self.autoencoder.latent_dim, config.gan_hidden
         )
         self.discriminator = LatentDiscriminator(self.autoencoder.latent_dim, schema.num_classes, config.gan_hidden)
+        #: The Gaussian latent model's released sums (only when it is the run's latent model).
+        self.gaussian = GaussianLatentModel(schema, config) if config.latent_model == "gaussian" else None
 
     def weights(self) -> OrderedDict[str, np.ndarray]:
         """Named float32 arrays of every network (a copy, on the CPU)."""
@@ -69,6 +85,8 @@ class MultimodalGenerator(nn.Module):
         self, labels: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Stage 2 + 3: synthetic (images, clinical rows) for the given conditioning labels."""
+        if self.gaussian is not None:
+            return self.gaussian.sample(labels, generator)
         device = next(self.parameters()).device
         noise = torch.randn(labels.shape[0], self.config.noise_dim, generator=generator, device="cpu").to(device)
         labels = labels.to(device)

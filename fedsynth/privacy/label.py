@@ -50,6 +50,7 @@ def privacy_guarantee(
     delta: float | None,
     relation: str,
     reproducible_noise: bool = False,
+    mechanism: str = "DP-SGD",
 ) -> Guarantee:
     """The status of a run whose largest per-hospital epsilon is ``max_epsilon``.
 
@@ -77,14 +78,14 @@ def privacy_guarantee(
         return Guarantee(
             "none",
             f"NO MEANINGFUL FORMAL GUARANTEE (epsilon {eps} > {MEANINGFUL_EPSILON:g})",
-            f"DP-SGD ran, but above epsilon {MEANINGFUL_EPSILON:g} the bound e^epsilon on how much more "
+            f"{mechanism} ran, but above epsilon {MEANINGFUL_EPSILON:g} the bound e^epsilon on how much more "
             "likely any output becomes because of one patient's record exceeds 22,000: fedsynth does not "
             "call this private",
         )
     change = "with it replaced by any other record" if "replace" in relation else "without it"
     return Guarantee(
         "dp",
-        f"differentially private (DP-SGD): epsilon {eps}, delta {delta:g}, {relation} neighbours",
+        f"differentially private ({mechanism}): epsilon {eps}, delta {delta:g}, {relation} neighbours",
         f"for every patient record, any output of this run is at most e^{eps} times more (or less) "
         f"likely with the record than {change}, except with probability {delta:g}",
     )

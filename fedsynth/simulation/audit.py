@@ -25,7 +25,7 @@ from fedsynth.evaluation.run import load_synthetic
 from fedsynth.evaluation.run import pool as pool_datasets
 from fedsynth.evaluation.utility import train_on_test_on
 from fedsynth.federation.privacy_report import hospitals_from_document, privacy_document
-from fedsynth.federation.server import make_job, privacy_summary
+from fedsynth.federation.server import fit_schedule, make_job, privacy_summary
 from fedsynth.hospital.hospital import Hospital, resolve_device
 from fedsynth.hospital.plan import PrivacyPlan, local_steps, resolve_plan
 from fedsynth.models.generator import build_generator
@@ -53,6 +53,7 @@ def centralized_baseline(config: RunConfig, pool: Dataset, test: Dataset) -> tup
     The plan follows the same rules as a simulated hospital with the run's site policy, without a
     lifetime cap (the baseline's spend is reported composed with each hospital's instead).
     """
+    config = fit_schedule(config, pool.schema)
     policy = dataclasses.replace(config.site_policy, lifetime_epsilon_budget=0.0)
     plan = resolve_plan(
         config.privacy, config.train, policy, len(pool), PrivacyLedger(config.privacy.delta), BASELINE_RUN
@@ -66,7 +67,7 @@ def centralized_baseline(config: RunConfig, pool: Dataset, test: Dataset) -> tup
     randomness = ReproducibleRandomness(config.seed, BASELINE_STREAM) if plan.reproducible else SecureRandomness()
     for server_round in range(1, config.train.num_rounds + 1):
         phase = config.train.phase_of_round(server_round)
-        events.append(plan.event(phase, server_round, local_steps(config.train, phase)))
+        events.append(plan.event(phase, server_round, local_steps(config.train, phase), config.train))
         hospital.train_round(RoundInstruction(server_round, phase, job=job), randomness.mechanism(len(events) - 1))
     synthetic = synthesize(hospital.model, config.evaluation.num_synthetic, seed=config.seed)
     tstr = train_on_test_on(synthetic, test, seed=config.seed)

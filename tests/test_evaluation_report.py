@@ -282,7 +282,12 @@ def test_default_writes_no_per_record_file_and_save_arrays_enables_reuse(
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert npz_files(run) == {"synthetic/samples.npz"}
-    assert sorted(p.name for p in (run / AUDIT_DIR).iterdir()) == ["README.txt", "evaluation.json", "report.html"]
+    assert sorted(p.name for p in (run / AUDIT_DIR).iterdir()) == [
+        "README.txt",
+        "evaluation.json",
+        "report.html",
+        "samples-side-by-side.png",
+    ]
 
     result = runner.invoke(app, [*args, "--reuse"])
     assert result.exit_code == 2

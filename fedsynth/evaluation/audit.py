@@ -44,6 +44,12 @@ PAGE_CONTENTS = (
     "per-record scores of real records: distances to the synthetic data, attack scores, correlations",
 )
 
+#: Content of the side-by-side picture.
+SIDE_BY_SIDE_CONTENTS = (
+    "per class: the mean image of the real training records and some of them, beside the mean "
+    "synthetic image and synthetic samples",
+)
+
 #: Content of the per-record arrays file (written only on request).
 ARRAYS_CONTENTS = (
     "real images (sample grids, closest training image of each near-copy)",

@@ -930,14 +930,38 @@ def _samples_section(ev: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
         return "<p>No images in this data set.</p>"
     names = ev["data"]["class_names"]
     f = ev["fidelity"]
-    body = img(
-        plots.image_grid(arrays["grid_real_images"], arrays["grid_real_labels"], names, title="real (training)"),
-        "real grid",
-    )
-    body += img(
-        plots.image_grid(arrays["grid_synthetic_images"], arrays["grid_synthetic_labels"], names, title="synthetic"),
-        "synthetic grid",
-    )
+    if "class_mean_real" in arrays:
+        body = img(plots.to_data_uri(plots.side_by_side_of(arrays, names)), "real and synthetic samples side by side")
+    else:  # evaluations saved before the side-by-side view
+        body = img(
+            plots.image_grid(arrays["grid_real_images"], arrays["grid_real_labels"], names, title="real (training)"),
+            "real grid",
+        )
+        body += img(
+            plots.image_grid(
+                arrays["grid_synthetic_images"], arrays["grid_synthetic_labels"], names, title="synthetic"
+            ),
+            "synthetic grid",
+        )
+    means = f.get("class_means")
+    if means:
+        body += table(
+            ["class", "synthetic vs training mean image", "held-out vs training mean image", "correlation"],
+            [
+                [m["class"], fmt(m["synthetic_vs_train"]), fmt(m["holdout_vs_train"]), fmt(m["correlation"])]
+                for m in means["per_class"]
+            ],
+        )
+        body += method(
+            prose(
+                """
+                class mean images: the mean absolute pixel difference between each class's mean synthetic
+                image and its mean training image (pixel values in [0, 1]), beside the same difference for
+                the held-out real records (how much two real samples of the class differ), and the
+                correlation of the two mean images over pixels.
+                """
+            )
+        )
     body += table(
         ["class", "training records", "synthetic records"],
         [[n, f["train_class_counts"][i], f["synthetic_class_counts"][i]] for i, n in enumerate(names)],

@@ -173,6 +173,69 @@ def image_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str
     return to_data_uri(fig)
 
 
+def side_by_side_figure(
+    real: np.ndarray,
+    real_labels: np.ndarray,
+    synthetic: np.ndarray,
+    synthetic_labels: np.ndarray,
+    class_names: Sequence[str],
+    means: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    per_class: int = 6,
+) -> Figure:
+    """Per class, one row: the class's mean real image and real samples, then the mean synthetic
+    image and synthetic samples. ``means`` (real, synthetic), each (K, C, H, W), are the class
+    means over whole data sets; without them, the means of the images given."""
+    ncols = 2 * (per_class + 1)
+    nrows = len(class_names)
+    fig, axes = _fig(0.95 * ncols + 0.6, 1.1 * nrows + 0.6, ncols, nrows)
+    for c, name in enumerate(class_names):
+        sets = ((real, real_labels, "real"), (synthetic, synthetic_labels, "synthetic"))
+        for half, (images, labels, role) in enumerate(sets):
+            idx = np.flatnonzero(labels == c)
+            mean = means[half][c] if means is not None else (images[idx].mean(axis=0) if idx.size else None)
+            panels = [(mean, f"{role} mean")]
+            panels += [(images[i], role) for i in idx[:per_class]]
+            for j in range(per_class + 1):
+                ax = axes[c, half * (per_class + 1) + j]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                image, title = panels[j] if j < len(panels) else (None, "")
+                if image is None:
+                    ax.axis("off")
+                    continue
+                shown, cmap = display_image(image)
+                ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+                if c == 0 and j <= 1:
+                    ax.set_title(title, fontsize=7)
+                if j == 0:
+                    for spine in ax.spines.values():
+                        spine.set_edgecolor(REAL_COLOR if half == 0 else SYN_COLOR)
+                        spine.set_linewidth(2)
+        axes[c, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle("real (left) and synthetic (right) per class: class mean, then samples", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def side_by_side_of(arrays: dict[str, np.ndarray], class_names: Sequence[str]) -> Figure:
+    """The side-by-side figure from the report's arrays (sample grids and class mean images)."""
+    return side_by_side_figure(
+        arrays["grid_real_images"],
+        arrays["grid_real_labels"],
+        arrays["grid_synthetic_images"],
+        arrays["grid_synthetic_labels"],
+        class_names,
+        (arrays["class_mean_real"], arrays["class_mean_synthetic"]),
+    )
+
+
+def save_png(fig: Figure, path: Any, dpi: int = 110) -> None:
+    """Write a figure to a PNG file."""
+    FigureCanvasAgg(fig)
+    fig.savefig(path, format="png", dpi=dpi, bbox_inches="tight")
+
+
 def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, title: str) -> str:
     """ROC curves of membership-inference attacks from (member scores, non-member scores)."""
     from sklearn.metrics import roc_auc_score, roc_curve

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from fedsynth.data.records import Dataset
 from fedsynth.errors import DataError
-from fedsynth.evaluation import associations, audit, fidelity, memorization, privacy, tabular, utility
+from fedsynth.evaluation import associations, audit, fidelity, memorization, plots, privacy, tabular, utility
 from fedsynth.evaluation.attack_section import attack_images, attack_section
 from fedsynth.evaluation.budget import budget_verdict, privacy_budget
 from fedsynth.evaluation.embedding import embedding_view
@@ -47,6 +48,8 @@ REPORT_HTML = "report.html"
 README_TXT = "README.txt"
 #: Per-record values and real images (written only when asked for: ``save_arrays``).
 ARRAYS_NPZ = "real-records-arrays.npz"
+#: Real and synthetic samples and class means per class, side by side.
+SIDE_BY_SIDE_PNG = "samples-side-by-side.png"
 #: Where older fedsynth versions wrote report outputs (top of the run folder, next to the releases).
 LEGACY_FILES = ("evaluation.json", "evaluation_arrays.npz", "report.html")
 
@@ -238,6 +241,35 @@ def _per_class_fidelity(
             entry["reason"] = f"fewer than {fidelity.PRDC_K + 1} records on one side"
         out.append(entry)
     return out
+
+
+def _class_means(ds: Dataset) -> np.ndarray:
+    """(K, C, H, W) mean image of every class (zeros for a class without records)."""
+    assert ds.images is not None
+    out = np.zeros((ds.schema.num_classes, *ds.images.shape[1:]), dtype=np.float32)
+    for c in range(ds.schema.num_classes):
+        members = ds.labels == c
+        if members.any():
+            out[c] = ds.images[members].mean(axis=0)
+    return out
+
+
+def _class_mean_distances(train: Dataset, holdout: Dataset, syn: Dataset) -> dict[str, Any]:
+    """Per class: mean absolute pixel difference between the synthetic and the training class mean
+    image, next to the same between held-out and training records (sampling noise of real data),
+    and the correlation of the two mean images over pixels."""
+    real, hold, synthetic = _class_means(train), _class_means(holdout), _class_means(syn)
+    rows = []
+    for c, name in enumerate(train.schema.class_names):
+        rows.append(
+            {
+                "class": name,
+                "synthetic_vs_train": float(np.abs(synthetic[c] - real[c]).mean()),
+                "holdout_vs_train": float(np.abs(hold[c] - real[c]).mean()),
+                "correlation": float(np.corrcoef(synthetic[c].ravel(), real[c].ravel())[0, 1]),
+            }
+        )
+    return {"what": "mean absolute pixel difference of class mean images (pixel values in [0, 1])", "per_class": rows}
 
 
 def _nearest_attribution(arg: np.ndarray, hospital_of: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -470,6 +502,9 @@ def _evaluate(run: RunData, *, tsne: bool, local_utility: bool) -> tuple[dict[st
             assert ds.images is not None
             arrays[f"grid_{role}_images"] = ds.images[np.asarray(idx, dtype=np.int64)]
             arrays[f"grid_{role}_labels"] = ds.labels[np.asarray(idx, dtype=np.int64)]
+        arrays["class_mean_real"] = _class_means(train)
+        arrays["class_mean_synthetic"] = _class_means(syn)
+        fid_section["class_means"] = _class_mean_distances(train, holdout, syn)
 
     attack = attack_section(run.run_dir)
     if attack is not None:
@@ -613,6 +648,7 @@ def _open_audit_dir(run_dir: Path) -> Path:
         EVALUATION_JSON: audit.EVALUATION_CONTENTS,
         REPORT_HTML: ("everything in evaluation.json", *audit.PAGE_CONTENTS),
         f"{ARRAYS_NPZ} (only after `fedsynth report --save-arrays`)": audit.ARRAYS_CONTENTS,
+        f"{SIDE_BY_SIDE_PNG} (image data)": audit.SIDE_BY_SIDE_CONTENTS,
     }
     _write_text_atomic(folder / README_TXT, audit.readme(files))
     return folder
@@ -641,6 +677,8 @@ def evaluate_run(
     evaluation, arrays = evaluate(run, tsne=tsne, local_utility=local_utility)
     folder = _open_audit_dir(run_dir)
     _write_text_atomic(folder / EVALUATION_JSON, json.dumps(evaluation, indent=2, allow_nan=False))
+    if "class_mean_real" in arrays:
+        plots.save_png(plots.side_by_side_of(arrays, evaluation["data"]["class_names"]), folder / SIDE_BY_SIDE_PNG)
     if save_arrays:
         tmp = folder / (ARRAYS_NPZ + ".tmp.npz")
         np.savez_compressed(tmp, **arrays)

@@ -320,14 +320,12 @@ class GaussianLatentModel(nn.Module):
         return images, clinical
 
 
-def _smooth_pixels(values: np.ndarray, shape: tuple[int, int, int] | None, size: int = 3) -> np.ndarray:
-    """Mean over each pixel's ``size`` x ``size`` neighbourhood (per channel, edges replicated);
-    (..., D) in and out."""
+def _smooth_pixels(values: np.ndarray, shape: tuple[int, int, int] | None) -> np.ndarray:
+    """Mean over each pixel's 3 x 3 neighbourhood (per channel, edges replicated); (..., D) in and out."""
     assert shape is not None
     c, h, w = shape
     img = values.reshape(*values.shape[:-1], c, h, w)
-    r = size // 2
-    pad = [(0, 0)] * (img.ndim - 2) + [(r, r), (r, r)]
+    pad = [(0, 0)] * (img.ndim - 2) + [(1, 1), (1, 1)]
     padded = np.pad(img, pad, mode="edge")
-    out = sum(padded[..., i : i + h, j : j + w] for i in range(size) for j in range(size)) / size**2
+    out = sum(padded[..., i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9.0
     return out.reshape(values.shape)

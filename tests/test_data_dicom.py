@@ -12,6 +12,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from fedsynth.data import DataConfig, load_source
+from fedsynth.data.problems import FileProblemsError
 from fedsynth.errors import ConfigError, DataError
 
 
@@ -62,7 +63,7 @@ def test_loads_pixels_fields_and_labels(tmp_path):
 
 
 def test_age_units():
-    from fedsynth.data.sources.dicom import _field
+    from fedsynth.data.sources.dicom_scan import _field
 
     ds = pydicom.dcmread(_bundled("MR_small.dcm"))
     for text, years in [("006M", 0.5), ("052W", 52 * 7 / 365.25), ("030Y", 30.0)]:
@@ -112,9 +113,10 @@ def test_missing_header_field(tmp_path):
     root = tmp_path / "dcm"
     root.mkdir()
     shutil.copy(_bundled("MR_small.dcm"), root / "mr.dcm")  # has no PatientAge
-    with pytest.raises(DataError) as err:
+    with pytest.raises(FileProblemsError) as err:
         load_source(_cfg(root))
-    assert "mr.dcm, field PatientAge" in str(err.value) and "missing" in str(err.value)
+    assert ("mr.dcm", "PatientAge") in {(p.file, p.field) for p in err.value.problems}
+    assert "mr.dcm" in str(err.value) and "PatientAge" in str(err.value) and "missing" in str(err.value)
 
 
 def test_duplicate_patient(tmp_path):

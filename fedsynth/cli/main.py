@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fedsynth.cli.check_data import register as register_check_data_command
 from fedsynth.cli.report import register as register_report_commands
 from fedsynth.config import dumps_toml, load_config
 from fedsynth.errors import FedsynthError
+from fedsynth.evaluation.sample_size import score_headline
 
 app = typer.Typer(
     name="fedsynth",
@@ -80,7 +82,7 @@ def simulate(
     except FedsynthError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e
-    console.print(f"run folder: {cfg.out_dir}  (TSTR MCC {summary['tstr'].get('mcc')})  {summary['label']}")
+    console.print(f"run folder: {cfg.out_dir}  ({score_headline(summary)})  {summary['label']}")
     if cfg.attack.threat_model != "none":
         from fedsynth.redteam.audit import audit_attack
 
@@ -167,7 +169,7 @@ def audit(run_dir: Annotated[Path, typer.Argument(help="Run folder of a finished
     except FedsynthError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e
-    console.print(f"TSTR MCC {summary['tstr'].get('mcc')}  TRTR MCC {summary['trtr'].get('mcc')}  {summary['label']}")
+    console.print(f"{score_headline(summary, trtr=True)}  {summary['label']}")
 
 
 def _refuse_existing(target: Path) -> None:
@@ -187,6 +189,7 @@ def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
 
 
 register_report_commands(app)
+register_check_data_command(app)
 
 
 def main() -> None:

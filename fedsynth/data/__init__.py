@@ -1,7 +1,8 @@
 """The data layer: record types, configuration, sources, partitioners and the federation loader.
 
 ``load_federation(cfg, num_hospitals, seed)`` is the entry point for runs; the rest is exported
-for tests, evaluation and tools.
+for tests, evaluation and tools. ``fedsynth.data.check.check_data`` runs the same loading with
+every check and size guard (``fedsynth.data.guards``) and summarizes what a run would train on.
 """
 
 from fedsynth.data.config import DataConfig

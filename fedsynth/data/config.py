@@ -24,6 +24,8 @@ PartitionScheme = Literal["iid", "dirichlet", "quantity"]
 
 #: Sources that read user files and therefore need ``path``.
 FILE_SOURCES = ("npz", "folder", "dicom")
+#: The splits of a MedMNIST-format npz file, in their pooled order.
+NPZ_SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class DataConfig:
     file at ``path``, optional ``clinical_csv``), ``folder`` (image folder ``path`` with a CSV
     ``manifest``), ``dicom`` (DICOM folder ``path``, clinical columns from ``dicom_fields``, label
     from ``dicom_label_field`` or ``label_csv``), ``breast_cancer`` (scikit-learn's table).
+
+    The size guards ``max_image_side``, ``max_records`` and ``max_memory_mb`` are checked by the
+    loaders before images are decoded (see ``fedsynth.data.guards``).
     """
 
     source: SourceName = "phantom"
@@ -81,6 +86,21 @@ class DataConfig:
     phantom_records: int = 6000
     phantom_classes: int = 2
     scanner_shift: float = 0.3
+    #: npz only: the splits to pool, in this order (any of "train", "val", "test"). Empty: the
+    #: standard layout, where the train split is required and val and test are pooled when the
+    #: file has them. Every split used needs non-empty <split>_images and <split>_labels; listing
+    #: splits is how a file without (or with an unwanted) train split is used on purpose.
+    npz_splits: tuple[str, ...] = ()
+    #: dicom only: leave out the files refused for per-file problems (a note lists them and says
+    #: how many) instead of refusing the whole folder.
+    dicom_skip_refused: bool = False
+    #: Size guards, checked before images are decoded and before any training: the largest
+    #: height or width of a source image (pixels), the most records in the pooled data set, and
+    #: the most memory (MB) the data may take while loading and afterwards (estimated; models
+    #: and simulation workers come on top).
+    max_image_side: int = 4096
+    max_records: int = 1_000_000
+    max_memory_mb: int = 8192
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -126,6 +146,26 @@ class DataConfig:
         if self.phantom_classes not in (2, 3):
             raise ConfigError(f"data.phantom_classes: {self.phantom_classes} (expected 2 or 3)")
         _check_range("scanner_shift", self.scanner_shift, 0.0, 2.0)
+        self._check_source_options()
+        _check_range("max_image_side", self.max_image_side, 8, 10**6)
+        _check_range("max_records", self.max_records, 1, 10**9)
+        _check_range("max_memory_mb", self.max_memory_mb, 1, 10**8)
+
+    def _check_source_options(self) -> None:
+        """Options of one source are refused with another, where they would be silently ignored."""
+        _check_names("npz_splits", self.npz_splits, min_count=0)
+        unknown = [s for s in self.npz_splits if s not in NPZ_SPLITS]
+        if unknown:
+            raise ConfigError(f"data.npz_splits: {list(self.npz_splits)} (expected some of {list(NPZ_SPLITS)})")
+        if self.npz_splits and self.source != "npz":
+            raise ConfigError(
+                f"data.npz_splits: {list(self.npz_splits)} with source '{self.source}' (expected it only "
+                "for source 'npz')"
+            )
+        if self.dicom_skip_refused and self.source != "dicom":
+            raise ConfigError(
+                f"data.dicom_skip_refused: true with source '{self.source}' (expected it only for source 'dicom')"
+            )
 
 
 def _coerce(name: str, value: object, hint: object) -> object:

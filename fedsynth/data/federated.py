@@ -18,13 +18,15 @@ unique across the whole federation (hospitals and test split).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from fedsynth.data.config import DataConfig
+from fedsynth.data.guards import check_memory, check_record_count, records_bytes
+from fedsynth.data.load_report import LoadReport, MemoryEstimate
 from fedsynth.data.partition import partition, split_test
-from fedsynth.data.phantom import draw_scanner, phantom_dataset, sample_cohort
+from fedsynth.data.phantom import PHANTOM_COLUMNS, draw_scanner, phantom_dataset, sample_cohort
 from fedsynth.data.records import Dataset, Schema
 from fedsynth.data.sources import load_source
 from fedsynth.errors import ConfigError, DataError
@@ -45,6 +47,8 @@ class FederatedData:
     hospitals: tuple[Dataset, ...]
     test: Dataset
     schema: Schema
+    #: The loader's notes and memory estimate for the pooled data (see ``fedsynth.data.load_report``).
+    report: LoadReport = field(default_factory=LoadReport)
 
     @property
     def num_hospitals(self) -> int:
@@ -123,10 +127,24 @@ def _pool_federation(cfg: DataConfig, k: int, seed: int) -> FederatedData:
         hospitals.append(ds)
     test = pool.subset(test_idx)
     test.source = f"{pool.source} test"
-    return FederatedData(hospitals=tuple(hospitals), test=test, schema=pool.schema)
+    return FederatedData(hospitals=tuple(hospitals), test=test, schema=pool.schema, report=pool.report or LoadReport())
+
+
+def phantom_memory(cfg: DataConfig) -> MemoryEstimate:
+    """The phantom's memory estimate, from the configuration alone (before anything is rendered):
+    the sampled cohort (covariates, labels) and the rendered records."""
+    n, size = cfg.phantom_records, cfg.image_size
+    return MemoryEstimate(
+        source_bytes=records_bytes(n, 0, size, len(PHANTOM_COLUMNS)),
+        working_bytes=0,
+        records_bytes=records_bytes(n, 1, size, len(PHANTOM_COLUMNS)),
+    )
 
 
 def _phantom_federation(cfg: DataConfig, k: int, seed: int) -> FederatedData:
+    check_record_count("phantom (data.phantom_records)", cfg.phantom_records, cfg)
+    memory = phantom_memory(cfg)
+    check_memory("phantom (data.phantom_records, data.image_size)", memory, cfg)
     classes = cfg.phantom_classes
     cohort = sample_cohort(cfg.phantom_records, classes, _rng(seed, STREAM_COHORT))
     test_idx, parts = _split_and_partition(cohort.labels, cfg, k, seed)
@@ -160,7 +178,7 @@ def _phantom_federation(cfg: DataConfig, k: int, seed: int) -> FederatedData:
     ]
     order = np.argsort(np.concatenate([test_idx[site == h] for h in range(k) if np.any(site == h)]), kind="stable")
     test = _concat(pieces, "phantom test").subset(order)
-    return FederatedData(hospitals=hospitals, test=test, schema=hospitals[0].schema)
+    return FederatedData(hospitals=hospitals, test=test, schema=hospitals[0].schema, report=LoadReport(memory=memory))
 
 
 def _concat(parts: list[Dataset], source: str) -> Dataset:

@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 
+from fedsynth.data.load_report import LoadReport
 from fedsynth.errors import DataError
 
 ColumnKind = Literal["numeric", "categorical"]
@@ -155,6 +156,10 @@ class Dataset:
     images: np.ndarray | None = None
     clinical: np.ndarray | None = None
     source: str = field(default="")
+    #: What the loader of a pooled data set noted (resized images, skipped files, unused input
+    #: arrays) and its memory estimate; None for data sets no source loader made (partitions,
+    #: records files, synthetic data).
+    report: LoadReport | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         self.validate()

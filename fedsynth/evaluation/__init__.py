@@ -3,6 +3,8 @@
 One concept per module; every metric is a pure function of arrays or :class:`Dataset` objects:
 
 - :mod:`~fedsynth.evaluation.utility`: train-on-synthetic / test-on-real classifiers.
+- :mod:`~fedsynth.evaluation.sample_size`: what the console and the report show instead of a
+  score computed on a test split too small to stand as a headline.
 - :mod:`~fedsynth.evaluation.features`: the embedding spaces the distance metrics work in.
 - :mod:`~fedsynth.evaluation.fidelity`: Frechet distance, precision/recall/density/coverage.
 - :mod:`~fedsynth.evaluation.tabular`: per-column marginals and correlation matrices.

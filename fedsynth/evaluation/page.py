@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from fedsynth.data.guards import MIN_TEST_RECORDS_PER_CLASS
 from fedsynth.evaluation import audit, plots
 from fedsynth.evaluation.budget import banner_text, guarantee_of
 
@@ -317,14 +318,16 @@ def _summary_section(ev: dict[str, Any]) -> str:
         + "</tbody></table>"
         + "<p class='muted'>"
         + prose(
-            """
+            f"""
             Verdict rules. Memorization fails when the share of synthetic images whose residual maximum
             correlation to a training image exceeds 0.95 is more than 1 percentage point above the same
             share for held-out real images; it warns when the raw correlation shows such an excess or
             when more than 5% of synthetic images exceed the held-out images' 99th percentile. Membership
             passes when the strongest attack AUC is at most 0.55 and warns up to 0.65. Utility is good at
             a TSTR/TRTR MCC ratio of at least 0.8, fair from 0.5. Fidelity is good when precision and
-            recall both reach 80% of what held-out real data score, fair from 50%.
+            recall both reach 80% of what held-out real data score, fair from 50%. Evaluation size warns
+            when some class has fewer than {MIN_TEST_RECORDS_PER_CLASS} held-out records; utility then
+            warns and shows no score.
             """
         )
         + "</p>"

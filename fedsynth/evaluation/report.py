@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from fedsynth.data.guards import small_test_warning
 from fedsynth.data.records import Dataset
 from fedsynth.errors import DataError
 from fedsynth.evaluation import associations, audit, fidelity, memorization, plots, privacy, tabular, utility
@@ -40,6 +41,7 @@ from fedsynth.evaluation.budget import budget_verdict, privacy_budget
 from fedsynth.evaluation.embedding import embedding_view
 from fedsynth.evaluation.features import PIXEL_DESCRIPTION, fit_embedding, pixel_space
 from fedsynth.evaluation.run import RealData, RunData, load_run
+from fedsynth.evaluation.sample_size import evaluation_size_verdict
 
 #: The audit folder inside a run folder: everything the report writes goes here.
 AUDIT_DIR = "audit"
@@ -281,9 +283,16 @@ def _nearest_attribution(arg: np.ndarray, hospital_of: np.ndarray, names: list[s
 
 
 def _verdicts(
-    s: dict[str, Any], has_images: bool, budget: dict[str, Any], attack: dict[str, Any] | None = None
+    s: dict[str, Any],
+    has_images: bool,
+    budget: dict[str, Any],
+    attack: dict[str, Any] | None = None,
+    small_test: str | None = None,
 ) -> dict[str, dict[str, str]]:
-    """Pass/warn/fail style verdicts with the reason, from the summary numbers (and the attack section)."""
+    """Pass/warn/fail style verdicts with the reason, from the summary numbers (and the attack section).
+
+    ``small_test``: the warning that the held-out split is under the minimum per class; the
+    utility verdict then shows it instead of a score (``evaluation_size`` says it too)."""
     v: dict[str, dict[str, str]] = {}
     if has_images and s.get("share_above_095_residual") is not None:
         resid_excess = s["share_above_095_residual"] - (s.get("holdout_share_above_095_residual") or 0.0)
@@ -320,7 +329,9 @@ def _verdicts(
     else:
         v["membership"] = {"level": "n/a", "text": "attack not computed"}
     ratio = s.get("utility_ratio")
-    if ratio is None:
+    if small_test:
+        v["utility"] = {"level": "warn", "text": f"not scored reliably: {small_test}"}
+    elif ratio is None:
         v["utility"] = {"level": "n/a", "text": "real-data classifier has MCC <= 0: no reference"}
     else:
         level = "good" if ratio >= UTILITY_GOOD else "fair" if ratio >= UTILITY_FAIR else "poor"
@@ -336,6 +347,7 @@ def _verdicts(
             "level": level,
             "text": f"precision {p:.2f} / recall {r:.2f} vs {pb:.2f} / {rb:.2f} for real holdout data",
         }
+    v["evaluation_size"] = evaluation_size_verdict(small_test)
     v["privacy_budget"] = budget_verdict(budget)
     if attack is not None:
         v["reconstruction"] = _reconstruction_verdict(attack)
@@ -514,12 +526,15 @@ def _evaluate(run: RunData, *, tsne: bool, local_utility: bool) -> tuple[dict[st
     if budget.get("note"):
         notes.append(budget["note"])
     summary = _summary(run, budget, util, fid, fid_base, tab, assoc, memo, priv, attack)
+    small_test = small_test_warning(tstr["test_class_counts"], run.schema.class_names)
+    if small_test:
+        notes.append(small_test)
     evaluation = {
         "audit_artefact": audit.evaluation_notice(AUDIT_DIR),
         "run_dir": str(run.run_dir),
         "seed": seed,
         "summary": summary,
-        "verdicts": _verdicts(summary, has_images, budget, attack),
+        "verdicts": _verdicts(summary, has_images, budget, attack, small_test),
         "data": {
             "n_train": len(train),
             "n_holdout": len(holdout),

@@ -26,6 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, matthews_corrcoef, roc_auc_score
 from threadpoolctl import threadpool_limits
 
+from fedsynth.data.guards import small_test_warning
 from fedsynth.data.records import Dataset, Schema
 
 #: Largest side of the pooled image in :func:`record_features`.
@@ -247,8 +248,10 @@ def train_on_test_on(
     present in ``test``; null when undefined), ``balanced_accuracy``, ``classifier``, ``params``,
     ``selected_on``, ``validation_mcc``, ``n_train``, ``n_test``, ``train_class_counts``,
     ``test_class_counts``, ``per_family`` ({family: {mcc, auroc, balanced_accuracy, params,
-    classifier, validation_mcc}}) and ``notes`` (why a number is null, why selection fell back to
-    defaults, which classes were missing). Deterministic per seed.
+    classifier, validation_mcc}}), ``notes`` (why a number is null, why selection fell back to
+    defaults, which classes were missing) and ``warnings`` (why the scores must not be read as a
+    headline: a test split under ``MIN_TEST_RECORDS_PER_CLASS`` records in some class; empty when
+    none). Deterministic per seed.
 
     BLAS runs single-threaded here: these problems are small, and OpenBLAS's thread start-up made
     logistic regression about 10x slower on two cores.
@@ -283,6 +286,7 @@ def _train_on_test_on(
         "test_class_counts": test_counts.tolist(),
         "features": "record_features: images average-pooled to <=16x16, numeric columns scaled by "
         "public bounds, categorical one-hot",
+        "warnings": [w for w in [small_test_warning(test_counts, train.schema.class_names)] if w],
     }
     missing_train = [int(c) for c in np.flatnonzero(train_counts == 0)]
     if missing_train:

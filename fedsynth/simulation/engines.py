@@ -38,8 +38,33 @@ def sites_for(config: RunConfig, resume: bool, late_seconds: float) -> tuple[Sch
     return existing_sites(config) if resume else prepare_sites(config, late_seconds)
 
 
+def check_run_data(config: RunConfig, resume: bool) -> None:
+    """Validate the run's data before any engine starts, so a bad input fails in a second.
+
+    Runs every loader check and size guard (``fedsynth.data.check``; the federation is cached, so
+    the sites are then written from the same load) and prints the loader's notes and the
+    warnings. A resumed run is not checked again: its sites already hold their records.
+    """
+    if resume:
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    from fedsynth.data.check import check_data
+
+    check = check_data(config.data, config.federation.num_hospitals, config.seed)
+    console = Console(stderr=True)
+    for note in check.notes:
+        console.print(f"[cyan]data:[/cyan] {escape(note)}", soft_wrap=True)
+    for warning in check.warnings:
+        console.print(f"[yellow]data warning:[/yellow] {escape(warning)}", soft_wrap=True)
+
+
 def simulate(config: RunConfig, verbose: bool = False, resume: bool = False) -> dict:
-    """Train with ``config.federation.num_hospitals`` simulated SuperNodes; returns summary.json."""
+    """Train with ``config.federation.num_hospitals`` simulated SuperNodes; returns summary.json.
+
+    The data are validated before Flower and Ray are even imported (:func:`check_run_data`)."""
+    check_run_data(config, resume)
     from flwr.simulation import run_simulation
 
     from fedsynth.flower.client import build_client_app
@@ -81,6 +106,7 @@ def simulate_in_process(config: RunConfig, resume: bool = False) -> dict:
     from fedsynth.simulation.audit import audit_run
     from fedsynth.simulation.inprocess import InProcessTransport
 
+    check_run_data(config, resume)
     schema, sites = sites_for(config, resume, late_seconds=0.0)
     run_federation(config, schema, InProcessTransport.from_sites(sites), resume=resume, hook=attack_hook(config))
     return audit_run(config)

@@ -13,7 +13,6 @@ fedsynth, but not independent of the data: treat them as public only in that sen
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer as _sklearn_breast_cancer
 
 from fedsynth.data.config import DataConfig
 from fedsynth.data.records import ColumnSpec, Dataset, Schema
@@ -47,7 +46,10 @@ def _bounds(column: str) -> tuple[float, float]:
 
 
 def load_breast_cancer(cfg: DataConfig) -> Dataset:
-    bunch = _sklearn_breast_cancer()
+    # imported here: scikit-learn's datasets take a second to import, which every command paid
+    from sklearn.datasets import load_breast_cancer as sklearn_breast_cancer
+
+    bunch = sklearn_breast_cancer()
     names = [_column_name(f) for f in bunch.feature_names]
     columns = tuple(ColumnSpec(n, "numeric", *_bounds(n)) for n in names)
     schema = Schema(

@@ -5,10 +5,15 @@ table must have exactly the declared columns; numeric bounds and category lists 
 the file and the schema's ``bounds_source`` is "public". Numeric values outside the declared
 bounds are kept as they are (models clip them when scaling).
 
-Without a schema file, kinds are inferred (a column whose cells all parse as numbers is numeric,
-otherwise categorical with sorted categories), numeric bounds are the data's min/max (widened by 1
-if constant) and ``bounds_source`` is "data", which the privacy report flags: such bounds are not
-differentially private.
+Without a schema file, kinds are inferred: a column whose cells all parse as numbers is numeric,
+one with no number at all is categorical (sorted categories). A column that mixes numbers and
+other values ("forty" among ages, "1" among sexes) is refused, naming the rows and values of the
+odd ones out: it is never re-typed; fix the cells or declare the column's kind in the schema file.
+Numeric bounds are the data's min/max (widened by 1 if constant) and ``bounds_source`` is "data",
+which the privacy report flags: such bounds are not differentially private.
+
+With a schema file the declared kind decides: a numeric column's non-numbers and a categorical
+column's unknown categories are all named at once (up to ``MAX_CELLS_NAMED``).
 
 Missing cells ("", "NA", "NaN", "N/A", "null") and infinite numbers are errors naming the row and
 column; no record is dropped or imputed.
@@ -28,6 +33,8 @@ from fedsynth.data.records import ColumnSpec
 from fedsynth.errors import DataError
 
 MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "null"})
+#: Most offending cells one error message lists (the rest are counted).
+MAX_CELLS_NAMED = 10
 
 #: (row index, column) -> location text for messages.
 Locator = Callable[[int, str], str]
@@ -109,13 +116,13 @@ def build_clinical(
         specs = _match_declared(cells, source, declared)
         fitted = False
     else:
-        specs = tuple(_infer(name, column, source) for name, column in cells.items())
+        specs = tuple(_infer(name, column, source, locate) for name, column in cells.items())
         fitted = bool(specs)
     if not specs:
         return ClinicalTable(columns=(), values=None, fitted=False)
     values = np.empty((n, len(specs)), dtype=np.float32)
     for j, spec in enumerate(specs):
-        values[:, j] = _encode(spec, cells[spec.name], locate)
+        values[:, j] = _encode(spec, cells[spec.name], source, locate)
     return ClinicalTable(columns=specs, values=values, fitted=fitted)
 
 
@@ -145,9 +152,23 @@ def _parse_number(cell: str) -> float | None:
         return None
 
 
-def _infer(name: str, column: list[str], source: str) -> ColumnSpec:
+def _infer(name: str, column: list[str], source: str, locate: Locator) -> ColumnSpec:
     numbers = [_parse_number(c) for c in column]
-    if all(v is not None for v in numbers):
+    numeric = [i for i, v in enumerate(numbers) if v is not None]
+    if numeric and len(numeric) < len(column):
+        odd = [i for i, v in enumerate(numbers) if v is None]
+        if len(odd) > len(numeric):
+            odd, kind = numeric, "numbers among text values"
+        else:
+            kind = "not numbers"
+        raise DataError(
+            f"{source}, column '{name}'",
+            f"mixes numbers and text: {len(odd)} of {len(column)} values are {kind}: "
+            + _cells(odd, column, name, locate),
+            "one kind per column: fix these cells, or declare the column's kind in data.schema_file; a "
+            "column is never re-typed by guessing",
+        )
+    if len(numeric) == len(column):
         finite = [v for v in numbers if v is not None and math.isfinite(v)]
         if not finite:
             raise DataError(f"{source}, column '{name}'", "no finite value", "finite numbers")
@@ -165,20 +186,43 @@ def _infer(name: str, column: list[str], source: str) -> ColumnSpec:
     return ColumnSpec(name, "categorical", categories=categories)
 
 
-def _encode(spec: ColumnSpec, column: list[str], locate: Locator) -> np.ndarray:
+def _encode(spec: ColumnSpec, column: list[str], source: str, locate: Locator) -> np.ndarray:
+    """Values (numeric) or codes (categorical) of a column; every bad cell is named at once."""
     out = np.empty(len(column), dtype=np.float64)
+    bad: list[int] = []
     if spec.kind == "numeric":
         for i, cell in enumerate(column):
             v = _parse_number(cell)
             if v is None:
-                raise DataError(locate(i, spec.name), f"{cell!r} is not a number", "a numeric value")
+                bad.append(i)
+                continue
             if not (math.isfinite(v) and abs(v) < 1e38):
                 raise DataError(locate(i, spec.name), f"value {cell!r} is NaN or Inf", "a finite number (float32)")
             out[i] = v
+        what, expected = "not numbers", "a numeric value in every row (the schema file declares it numeric)"
     else:
         index = {c: k for k, c in enumerate(spec.categories)}
         for i, cell in enumerate(column):
-            if cell not in index:
-                raise DataError(locate(i, spec.name), f"unknown category {cell!r}", f"one of {list(spec.categories)}")
-            out[i] = index[cell]
+            if cell in index:
+                out[i] = index[cell]
+            else:
+                bad.append(i)
+        what, expected = "unknown categories", f"one of {list(spec.categories)}"
+    if len(bad) == 1:
+        i = bad[0]
+        problem = f"{column[i]!r} is not a number" if spec.kind == "numeric" else f"unknown category {column[i]!r}"
+        raise DataError(locate(i, spec.name), problem, expected)
+    if bad:
+        raise DataError(
+            f"{source}, column '{spec.name}'",
+            f"{len(bad)} of {len(column)} values are {what}: {_cells(bad, column, spec.name, locate)}",
+            expected,
+        )
     return out
+
+
+def _cells(rows: list[int], column: list[str], name: str, locate: Locator) -> str:
+    """The cells at ``rows`` as "<location> = 'value'", the first ``MAX_CELLS_NAMED`` of them."""
+    named = "; ".join(f"{locate(i, name)} = {column[i]!r}" for i in rows[:MAX_CELLS_NAMED])
+    more = len(rows) - MAX_CELLS_NAMED
+    return named + (f"; and {more} more" if more > 0 else "")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fedsynth.data.config import DataConfig
+from fedsynth.data.load_report import LoadReport
 from fedsynth.data.records import ColumnSpec, Dataset, Schema
 from fedsynth.data.sources.clinical import ClinicalTable, load_schema_file
 from fedsynth.errors import DataError
@@ -45,9 +46,11 @@ def assemble(
     images: np.ndarray | None,
     table: ClinicalTable,
     source: str,
+    report: LoadReport,
 ) -> Dataset:
     """Build the pooled Dataset; bounds_source is "data" if anything was fitted on the data, and
-    class_names_source is "data" when the class names were not declared in ``data.class_names``."""
+    class_names_source is "data" when the class names were not declared in ``data.class_names``.
+    ``report`` holds the loader's notes and memory estimate."""
     schema = Schema(
         columns=table.columns,
         class_names=class_names,
@@ -62,4 +65,5 @@ def assemble(
         images=images,
         clinical=table.values,
         source=source,
+        report=report,
     )

@@ -7,7 +7,11 @@ The manifest defines the records: images in the folder that it does not list are
 Without a patient id column, each row is taken to be a different patient, named by its file.
 
 Images are read with scikit-image (PNG, JPEG, TIFF, ...), converted to one colour mode and
-resized to ``data.image_size`` (see ``images.py``).
+resized to ``data.image_size`` (see ``images.py``). Each image is resized as soon as it is read, so
+one full-size image is in memory at a time; its size is checked against ``data.max_image_side``
+from the file header before it is decoded, and a note says how many images were resized from
+which sizes. The manifest's row count is checked against ``data.max_records`` and the memory
+estimate against ``data.max_memory_mb`` before any image is read.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from skimage.io import imread
 
 from fedsynth.data.config import DataConfig
+from fedsynth.data.guards import check_image_side, check_memory, check_record_count, records_bytes, working_bytes
+from fedsynth.data.load_report import LoadReport, MemoryEstimate
 from fedsynth.data.records import Dataset
 from fedsynth.data.sources.clinical import build_clinical
 from fedsynth.data.sources.common import assemble, check_unique_ids, declared_columns
 from fedsynth.data.sources.csv_table import read_csv
-from fedsynth.data.sources.images import channels_last, stack_images, to_unit_range
+from fedsynth.data.sources.images import channels_last, fit_image, resize_note, stack_images, to_unit_range
 from fedsynth.data.sources.labels import encode_labels
 from fedsynth.errors import DataError
 
@@ -39,7 +46,13 @@ def load_folder(cfg: DataConfig) -> Dataset:
     def locate(i: int) -> str:
         return manifest.where(i)
 
-    loaded = [_read_image(root, files[i], manifest.where(i, cfg.file_column)) for i in range(len(manifest))]
+    wheres = [f"{files[i]} ({manifest.where(i, cfg.file_column)})" for i in range(len(manifest))]
+    memory = _preflight([root / f for f in files], wheres, manifest.name, cfg, len(manifest.columns) - 2)
+    loaded, sizes = [], []
+    for i in range(len(manifest)):
+        img = _read_image(root, files[i], manifest.where(i, cfg.file_column), cfg)
+        sizes.append((int(img.shape[0]), int(img.shape[1])))
+        loaded.append(fit_image(img, cfg.image_size))
     images = stack_images(loaded, cfg.color, cfg.image_size, lambda i: f"{files[i]} ({locate(i)})")
     labels, class_names = encode_labels(
         raw_labels, lambda i: manifest.where(i, cfg.label_column), cfg.class_names, manifest.name
@@ -61,10 +74,34 @@ def load_folder(cfg: DataConfig) -> Dataset:
         images=images,
         table=table,
         source=f"{root.name}/{manifest.name}",
+        report=LoadReport(notes=tuple(filter(None, [resize_note(root.name, sizes, cfg.image_size)])), memory=memory),
     )
 
 
-def _read_image(root: Path, name: str, where: str) -> np.ndarray:
+def _preflight(paths: list[Path], wheres: list[str], manifest: str, cfg: DataConfig, columns: int) -> MemoryEstimate:
+    """Record count, image sizes (from the file headers) and the memory estimate, before any image
+    is decoded. The working set is that of the largest image (of ``data.max_image_side`` where a
+    header cannot be read) plus every image resized (float64, before the colour mode is fixed); the
+    records are counted with 3 channels, the most the colour mode can give."""
+    check_record_count(manifest, len(paths), cfg)
+    largest = 0
+    for path, where in zip(paths, wheres):
+        size = _header_size(path) if path.is_file() else None
+        if size is not None:
+            check_image_side(where, size[0], size[1], cfg)
+        largest = max(largest, size[0] * size[1] if size is not None else cfg.max_image_side**2)
+    n, size = len(paths), cfg.image_size
+    estimate = MemoryEstimate(
+        source_bytes=0,
+        working_bytes=working_bytes(1, largest, 1, 3, size) + n * size * size * 3 * 8,
+        records_bytes=records_bytes(n, 3, size, max(columns, 0)),
+    )
+    check_memory(manifest, estimate, cfg)
+    return estimate
+
+
+def _read_image(root: Path, name: str, where: str, cfg: DataConfig) -> np.ndarray:
+    """One image, channels-last float in [0, 1] (its size checked again once decoded)."""
     path = root / name
     if not name or not path.is_file():
         raise DataError(where, f"image file {name!r} not found in {root}", "an existing image file")
@@ -78,4 +115,16 @@ def _read_image(root: Path, name: str, where: str) -> np.ndarray:
     if img.dtype == object or img.ndim not in (2, 3):
         raise DataError(f"{name} ({where})", f"image has shape {img.shape}", "a single 2-D image (H, W[, C])")
     img = channels_last(img, f"{name} ({where})")
+    check_image_side(f"{name} ({where})", img.shape[0], img.shape[1], cfg)
     return to_unit_range(img, f"{name} ({where})")
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from the image file's header without decoding its pixels; None when
+    Pillow cannot read the header (the size is then checked after decoding)."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except Exception:  # noqa: BLE001 - any header failure defers the check to the decoded image
+        return None
+    return int(height), int(width)

@@ -21,6 +21,9 @@ from fedsynth.errors import DataError
 
 Color = Literal["auto", "gray", "rgb"]
 
+#: An image whose side is this many times the target size (or 1/this) is "far" from it.
+FAR_FACTOR = 4
+
 
 def to_unit_range(img: np.ndarray, where: str) -> np.ndarray:
     """One image (any shape) as float64 in [0, 1]."""
@@ -84,6 +87,41 @@ def resize_batch(images: np.ndarray, size: int) -> np.ndarray:
     if (h, w) != (size, size):
         images = resize(images, (n, size, size, c), order=1, mode="reflect", anti_aliasing=True, preserve_range=True)
     return np.clip(images, 0.0, 1.0).astype(np.float32).transpose(0, 3, 1, 2).copy()
+
+
+def fit_image(img: np.ndarray, size: int) -> np.ndarray:
+    """One channels-last float image (H, W, C) in [0, 1] resized to (size, size, C), float64.
+
+    Loaders resize every image as soon as it is read, so that only one full-size image is in
+    memory at a time; the colour mode is chosen afterwards (gray conversion and replication are
+    per-pixel linear, so they commute with the resize up to rounding).
+    """
+    h, w, c = img.shape
+    if (h, w) == (size, size):
+        return img.astype(np.float64, copy=False)
+    out = resize(img, (size, size, c), order=1, mode="reflect", anti_aliasing=True, preserve_range=True)
+    return np.clip(out, 0.0, 1.0)
+
+
+def resize_note(what: str, sizes: Sequence[tuple[int, int]], size: int) -> str | None:
+    """A note naming how many images were resized from which sizes to ``size`` x ``size`` (None: none
+    was). Images far from the target (4 times larger or smaller) are called out: detail is lost or
+    invented there."""
+    counts: dict[tuple[int, int], int] = {}
+    for hw in sizes:
+        if hw != (size, size):
+            counts[hw] = counts.get(hw, 0) + 1
+    if not counts:
+        return None
+    parts = ", ".join(f"{n} from {h} x {w}" for (h, w), n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    note = f"{what}: {sum(counts.values())} of {len(sizes)} images resized to {size} x {size} ({parts})"
+    far = [hw for hw in counts if max(hw) >= FAR_FACTOR * size or min(hw) * FAR_FACTOR <= size]
+    if far:
+        note += (
+            f"; {sum(counts[hw] for hw in far)} of them are {FAR_FACTOR} or more times larger or smaller than the "
+            "target: check data.image_size"
+        )
+    return note
 
 
 def stack_images(loaded: Sequence[np.ndarray], color: Color, size: int, locate: Callable[[int], str]) -> np.ndarray:

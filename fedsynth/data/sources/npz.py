@@ -1,14 +1,19 @@
 """MedMNIST-format ``.npz`` files, with an optional clinical CSV.
 
-The file holds ``<split>_images`` / ``<split>_labels`` for the splits train, val and test (any
-subset of them), or plain ``images`` / ``labels``. Images are uint8 (N, H, W) or (N, H, W, 3)
-(floats in [0, 1] are accepted too); labels are (N,) or (N, 1) integers.
+The file holds ``<split>_images`` / ``<split>_labels`` for the splits train, val and test, or
+plain ``images`` / ``labels`` (see ``npz_layout.py`` for which splits are required and how
+``data.npz_splits`` selects them). Images are uint8 (N, H, W) or (N, H, W, 3) (floats in [0, 1] are
+accepted too); labels are (N,) or (N, 1) integers.
 
-All splits are pooled, in the order train, val, test: fedsynth draws its own held-out test split
-and hospital partitions from the pool, so the file's split is not used.
+The splits used are pooled, in the order train, val, test (or that of ``data.npz_splits``):
+fedsynth draws its own held-out test split and hospital partitions from the pool, so the file's
+split is not used. Shapes, the record count and the memory estimate are checked against the size
+guards from the array headers, before any image is read; images are converted in chunks of at
+most 64 MB of float64 pixels, and a note says when they are resized.
 
-Patient ids come from an array ``patient_ids`` (pooled order) or ``<split>_patient_ids``; without
-one, records are named "<split>-<row>" and each record is taken to be a different patient.
+Patient ids come from an array ``patient_ids`` (pooled order over every split the file holds) or
+``<split>_patient_ids``; without one, records are named "<split>_<row>" and each record is taken to
+be a different patient.
 
 Clinical CSV (``data.clinical_csv``):
 
@@ -25,43 +30,51 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fedsynth.data.config import DataConfig
+from fedsynth.data.guards import (
+    check_image_side,
+    check_memory,
+    check_record_count,
+    output_channels_bound,
+    records_bytes,
+    working_bytes,
+)
+from fedsynth.data.load_report import MB, LoadReport, MemoryEstimate
 from fedsynth.data.records import Dataset
 from fedsynth.data.sources.clinical import ClinicalTable, build_clinical
 from fedsynth.data.sources.common import assemble, check_unique_ids, declared_columns
 from fedsynth.data.sources.csv_table import read_csv
-from fedsynth.data.sources.images import convert, output_channels, resize_batch
+from fedsynth.data.sources.images import convert, output_channels, resize_batch, resize_note
 from fedsynth.data.sources.labels import encode_labels
+from fedsynth.data.sources.npz_layout import ArrayInfo, Layout, Part, read_headers, resolve_layout
 from fedsynth.errors import DataError
 
-SPLITS = ("train", "val", "test")
+#: Most images converted at once, and most float64 bytes of source pixels per conversion chunk.
 _CHUNK = 2048
-
-
-@dataclass(frozen=True)
-class _Part:
-    key: str  # prefix: "train_", "val_", "test_" or ""
-    start: int
-    n: int
+_CHUNK_BYTES = 64 * MB
 
 
 def load_npz(cfg: DataConfig) -> Dataset:
     path = Path(cfg.path)
     if not path.is_file():
         raise DataError(str(path), "file not found", "a MedMNIST-format .npz file (data.path)")
+    name = path.name
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise DataError(str(path), "a single .npy array, not an .npz archive", "a NumPy .npz archive")
+            infos = read_headers(npz, name)
+            layout = resolve_layout(infos, name, cfg.npz_splits)
+            memory = _preflight(infos, layout, name, cfg)
+            arrays = {k: npz[k] for k in layout.used}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(str(path), f"cannot be read as .npz: {exc}", "a NumPy .npz archive") from exc
-    name = path.name
-    parts = _parts(arrays, name)
-    total = sum(p.n for p in parts)
+    parts = list(layout.parts)
+    total = layout.total
 
     def locate(i: int) -> str:
         part = next(p for p in parts if p.start <= i < p.start + p.n)
@@ -72,7 +85,7 @@ def load_npz(cfg: DataConfig) -> Dataset:
     labels, class_names = encode_labels(
         raw_labels, lambda i: locate(i).replace("images'", "labels'"), cfg.class_names, name
     )
-    npz_ids = _ids(arrays, parts, name, total)
+    npz_ids = _ids(arrays, layout, name)
     if npz_ids is not None:
         check_unique_ids(npz_ids, locate)
     default_ids = np.array([f"{p.key or 'row_'}{i}" for p in parts for i in range(p.n)])
@@ -83,6 +96,14 @@ def load_npz(cfg: DataConfig) -> Dataset:
         ids = npz_ids if npz_ids is not None else default_ids
         table = ClinicalTable(columns=(), values=None, fitted=False)
     check_unique_ids(ids, locate)
+    shape = infos[f"{parts[0].key}images"].shape
+    sizes = [(int(shape[1]), int(shape[2]))] * total
+    pooled = ", ".join(f"{p.key[:-1] or 'images'} {p.n}" for p in parts)
+    notes = [
+        f"{name}: pooled {total} records ({pooled}); fedsynth draws its own held-out test split from them",
+        *layout.notes,
+        *filter(None, [resize_note(name, sizes, cfg.image_size)]),
+    ]
     return assemble(
         labels=labels,
         class_names=class_names,
@@ -91,50 +112,58 @@ def load_npz(cfg: DataConfig) -> Dataset:
         images=images,
         table=table,
         source=name,
+        report=LoadReport(notes=tuple(notes), memory=memory),
     )
 
 
-def _parts(arrays: dict[str, np.ndarray], name: str) -> list[_Part]:
-    keys = [f"{s}_" for s in SPLITS if f"{s}_images" in arrays]
-    if not keys and "images" in arrays:
-        keys = [""]
-    if not keys:
-        raise DataError(
-            name,
-            f"no image arrays among keys {sorted(arrays)}",
-            "arrays train_images/train_labels (optionally val_*, test_*) or images/labels",
-        )
-    parts, start = [], 0
-    for key in keys:
-        n = int(arrays[f"{key}images"].shape[0]) if arrays[f"{key}images"].ndim else 0
-        parts.append(_Part(key, start, n))
-        start += n
-    if start == 0:
-        raise DataError(name, "image arrays are empty", "at least one image")
-    return parts
-
-
-def _images(arrays: dict[str, np.ndarray], parts: list[_Part], name: str, cfg: DataConfig) -> np.ndarray:
+def _preflight(infos: dict[str, ArrayInfo], layout: Layout, name: str, cfg: DataConfig) -> MemoryEstimate:
+    """Check image shapes, sizes, the record count and the memory estimate from the headers alone."""
     shapes = {}
-    for p in parts:
-        arr = arrays[f"{p.key}images"]
-        if arr.ndim == 4 and arr.shape[3] in (1, 3):
-            shapes[p.key] = arr.shape[1:]
-        elif arr.ndim == 3:
-            shapes[p.key] = (*arr.shape[1:], 1)
+    for p in layout.parts:
+        info = infos[f"{p.key}images"]
+        if len(info.shape) == 4 and info.shape[3] in (1, 3):
+            shapes[p.key] = info.shape[1:]
+        elif len(info.shape) == 3:
+            shapes[p.key] = (*info.shape[1:], 1)
         else:
-            raise DataError(f"{name}, array '{p.key}images'", f"shape {arr.shape}", "(N, H, W) or (N, H, W, 3) images")
+            raise DataError(f"{name}, array '{info.key}'", f"shape {info.shape}", "(N, H, W) or (N, H, W, 3) images")
+        check_image_side(f"{name}, array '{info.key}'", shapes[p.key][0], shapes[p.key][1], cfg)
     if len(set(shapes.values())) > 1:
         raise DataError(name, f"image arrays have different shapes {shapes}", "one image shape for all splits")
-    any_color = any(shapes[p.key][2] == 3 and _has_color(arrays[f"{p.key}images"]) for p in parts)
+    check_record_count(name, layout.total, cfg)
+    h, w, c = next(iter(shapes.values()))
+    chunk = min(_chunk_size(h, w, c), max(p.n for p in layout.parts))
+    estimate = MemoryEstimate(
+        source_bytes=sum(infos[k].nbytes for k in layout.used),
+        working_bytes=working_bytes(chunk, h, w, c, cfg.image_size),
+        records_bytes=records_bytes(layout.total, output_channels_bound(cfg.color, c), cfg.image_size, 0),
+    )
+    check_memory(name, estimate, cfg)
+    return estimate
+
+
+def _chunk_size(h: int, w: int, c: int) -> int:
+    """Images converted at once: at most ``_CHUNK``, and at most ``_CHUNK_BYTES`` of float64 pixels."""
+    return max(1, min(_CHUNK, _CHUNK_BYTES // (h * w * c * 8)))
+
+
+def _images(arrays: dict[str, np.ndarray], parts: list[Part], name: str, cfg: DataConfig) -> np.ndarray:
+    """The parts' images (shapes already checked) as (N, C, S, S) float32, converted chunk by chunk."""
+    any_color = any(
+        arrays[f"{p.key}images"].ndim == 4
+        and arrays[f"{p.key}images"].shape[3] == 3
+        and _has_color(arrays[f"{p.key}images"])
+        for p in parts
+    )
     channels = output_channels(cfg.color, any_color)
     out = []
     for p in parts:
         arr = arrays[f"{p.key}images"]
         if arr.ndim == 3:
             arr = arr[..., None]
-        for s in range(0, p.n, _CHUNK):
-            chunk = _unit_range(arr[s : s + _CHUNK], f"{name}, array '{p.key}images'", s)
+        step = _chunk_size(*arr.shape[1:])
+        for s in range(0, p.n, step):
+            chunk = _unit_range(arr[s : s + step], f"{name}, array '{p.key}images'", s)
             out.append(resize_batch(convert(chunk, channels), cfg.image_size))
     return np.concatenate(out)
 
@@ -165,7 +194,7 @@ def _unit_range(chunk: np.ndarray, where: str, offset: int) -> np.ndarray:
     raise DataError(where, f"pixel dtype {chunk.dtype}", "uint8 (or uint16, or floats in [0, 1]) pixels")
 
 
-def _labels(arrays: dict[str, np.ndarray], p: _Part, name: str) -> np.ndarray:
+def _labels(arrays: dict[str, np.ndarray], p: Part, name: str) -> np.ndarray:
     key = f"{p.key}labels"
     if key not in arrays:
         raise DataError(name, f"missing array '{key}'", f"labels for '{p.key}images'")
@@ -179,12 +208,18 @@ def _labels(arrays: dict[str, np.ndarray], p: _Part, name: str) -> np.ndarray:
     return lab
 
 
-def _ids(arrays: dict[str, np.ndarray], parts: list[_Part], name: str, total: int) -> np.ndarray | None:
+def _ids(arrays: dict[str, np.ndarray], layout: Layout, name: str) -> np.ndarray | None:
+    """Patient ids of the pooled parts: from the pooled ``patient_ids`` array (every split the file
+    holds, in the order train, val, test) or from every used split's ``<split>_patient_ids``."""
+    parts = layout.parts
     if "patient_ids" in arrays:
         ids = arrays["patient_ids"]
-        if ids.shape != (total,):
-            raise DataError(f"{name}, array 'patient_ids'", f"shape {ids.shape}", f"({total},), pooled order")
-        return ids.astype(str)
+        if ids.shape != (layout.pooled_total,):
+            raise DataError(
+                f"{name}, array 'patient_ids'", f"shape {ids.shape}", f"({layout.pooled_total},), pooled order"
+            )
+        ids = ids.astype(str)
+        return np.concatenate([ids[layout.pooled_offsets[p.key] : layout.pooled_offsets[p.key] + p.n] for p in parts])
     per_split = [f"{p.key}patient_ids" for p in parts]
     present = [k for k in per_split if k in arrays]
     if not present:

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from fedsynth.cli.check_data import register as register_check_data_command
+from fedsynth.cli.keys import app as keys_app
 from fedsynth.cli.report import register as register_report_commands
 from fedsynth.config import dumps_toml, load_config
 from fedsynth.errors import FedsynthError
@@ -190,6 +191,7 @@ def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
 
 register_report_commands(app)
 register_check_data_command(app)
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

@@ -19,6 +19,10 @@ from fedsynth.site.policy import BUILTIN_ARCHITECTURE
 
 Arrays = dict[str, np.ndarray]
 
+#: The phase of the instruction after a sealed ring's last round: "send your final model". The
+#: hospital trains nothing and charges nothing (the model is a DP output it already paid for).
+RELEASE = "release"
+
 
 @dataclass(frozen=True)
 class Job:
@@ -28,6 +32,8 @@ class Job:
     model initialization (and, in reproducible-noise studies only, the DP noise); ``schema_digest``
     is the fingerprint of the consortium's public schema, which each hospital checks its own data
     against; ``privacy`` is what the server asks for, which each hospital holds to its own policy.
+    ``ring_sealed`` asks the hospitals to seal every ring model end to end for their pinned
+    neighbours (each site decides with its own ``[ring]`` table whether it can, or insists on it).
     """
 
     run_id: str
@@ -41,6 +47,8 @@ class Job:
     architecture_options: dict = field(default_factory=dict)
     #: Fingerprint of the application code the server runs the job with (see fedsynth.site.code).
     code_digest: str = ""
+    #: Ring models travel sealed between neighbours; the server relays ciphertext only.
+    ring_sealed: bool = False
 
     def to_json(self) -> str:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -61,7 +69,24 @@ class Job:
             architecture=str(data["architecture"]),
             architecture_options=dict(data.get("architecture_options", {})),
             code_digest=str(data.get("code_digest", "")),
+            ring_sealed=bool(data.get("ring_sealed", False)),
         )
+
+
+@dataclass(frozen=True)
+class SealedModel:
+    """A peer's full model, sealed by that peer for one receiver (sealed ring).
+
+    ``blob`` is the output of :func:`fedsynth.consortium.sealing.seal` over the peer's weights
+    (numpy ``savez`` bytes); only the receiver can open it, only the pinned sender can make it, and
+    its context binds the run and ``sender_round``, the round in which the sender trained it.
+    ``weight`` is the merge weight of the sender's side (as ``merge`` carries it in plaintext).
+    """
+
+    sender_id: int
+    sender_round: int
+    blob: bytes
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -71,9 +96,12 @@ class RoundInstruction:
     ``job``: the run this round belongs to (see :class:`Job`); strategies leave it empty and the
     coordinator attaches the run's job to every instruction it sends.
     ``weights``: named arrays to load before training (None keeps the hospital's own).
-    ``phase``: "autoencoder" (stage 1) or "gan" (stage 2).
+    ``phase``: "autoencoder" (stage 1) or "gan" (stage 2), a Gaussian release, or
+    :data:`RELEASE` (send the final model, after a sealed ring's last round).
     ``merge``: optional peer weights to merge with the hospital's own before training (ring),
     with the aggregation rule to use and the weight of each side.
+    ``sealed``: in a sealed ring, the peer model to merge, sealed for this hospital (instead of
+    ``merge``); the hospital opens it and merges it as it would merge ``merge``.
     """
 
     server_round: int
@@ -84,6 +112,7 @@ class RoundInstruction:
     merge_params: dict = field(default_factory=dict)
     own_weight: float = 1.0
     job: Job | None = None
+    sealed: SealedModel | None = None
 
 
 @dataclass
@@ -96,6 +125,8 @@ class HospitalReply:
     counts); losses and accuracies on real records stay in the site's own log.
     ``ledger``: the site's full mechanism history; ``plan``: the privacy plan the site ran (or
     would have run) for this run; ``refused``: the reason when the site refused.
+    ``sealed``: in a sealed ring, the hospital's full model sealed for each pinned neighbour (by
+    receiver id), sent instead of ``weights``.
     """
 
     hospital_id: int
@@ -106,6 +137,7 @@ class HospitalReply:
     ledger: dict = field(default_factory=dict)
     plan: dict = field(default_factory=dict)
     refused: str | None = None
+    sealed: dict[int, bytes] = field(default_factory=dict)
 
     @property
     def accepted(self) -> bool:
@@ -130,6 +162,10 @@ def instruction_digest(instruction: RoundInstruction) -> str:
         [w for _, w in instruction.merge or []],
     )
     h.update(repr(head).encode())
+    if instruction.sealed is not None:
+        s = instruction.sealed
+        h.update(f"|sealed|{s.sender_id}:{s.sender_round}:{s.weight!r}|".encode())
+        h.update(s.blob)
     groups = [instruction.weights or {}] + [arrays for arrays, _ in instruction.merge or []]
     for arrays in groups:
         h.update(b"|group|")
@@ -150,6 +186,7 @@ def reply_to_dict(reply: HospitalReply) -> dict:
         "ledger": reply.ledger,
         "plan": reply.plan,
         "refused": reply.refused,
+        "sealed": dict(reply.sealed),
     }
 
 

@@ -198,6 +198,10 @@ class MaliciousServer(Strategy):
     def describe_final(self) -> str:
         return self.inner.describe_final()
 
+    def release(self, server_round: int, hospitals: list[int]) -> RoundPlan | None:
+        """The inner strategy's release, passed through (it carries no weights to plant)."""
+        return self.inner.release(server_round, hospitals)
+
     def state_dict(self) -> dict:
         return self.inner.state_dict()
 

@@ -201,7 +201,10 @@ class FederationConfig:
     ``fedavg`` is a star: the server aggregates every round with ``aggregation`` (``mean`` is
     FedAvg weighted by examples; ``median``, ``trimmed_mean`` and ``krum`` are robust rules).
     ``ring`` passes models from hospital to hospital (relayed by the server); each hospital merges
-    what it receives with its own model using ``aggregation``.
+    what it receives with its own model using ``aggregation``. With ``ring_sealed`` every relayed
+    model is sealed end to end for the receiving neighbour (each site needs a ring key and pins its
+    neighbours in its site file): the server relays ciphertext, and the final model comes from a
+    plaintext release of each hospital's final model after the last round.
     """
 
     num_hospitals: int = 3
@@ -220,6 +223,9 @@ class FederationConfig:
     ring_order: str = ""
     #: Which ring model the summary scores: "average" of all hospitals' final models, or "last".
     ring_final: Literal["average", "last"] = "average"
+    #: Ring: seal every relayed model end to end between neighbouring hospitals (a request: sites
+    #: need a ring key and pinned neighbours; see fedsynth.site.ring).
+    ring_sealed: bool = False
 
     def __post_init__(self) -> None:
         _require(self.num_hospitals >= 1, "federation.num_hospitals", "at least 1 hospital", self.num_hospitals)
@@ -237,6 +243,12 @@ class FederationConfig:
             "federation.ring_order",
             f"a permutation of 0..{self.num_hospitals - 1}",
             self.ring_order,
+        )
+        _require(
+            not self.ring_sealed or (self.strategy == "ring" and self.num_hospitals >= 2),
+            "federation.ring_sealed",
+            "false unless federation.strategy = 'ring' with at least 2 hospitals",
+            self.ring_sealed,
         )
 
     def ring_hospitals(self) -> list[int]:

@@ -7,7 +7,9 @@ delivers them, and the coordinator
 - records per-hospital and per-round metrics: serialized bytes of every message per edge
   (uplink/downlink), the simulated communication time under the network model, the Federated
   Consistency (dispersion of the hospitals' models), lost work,
-- persists a server checkpoint after every round so a killed run can resume.
+- persists a server checkpoint after every round so a killed run can resume,
+- runs the strategy's release after the last round, when it has one (a sealed ring collects each
+  hospital's final model there), logged as one ``"kind": "release"`` line.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from fedsynth.errors import FedsynthError
 from fedsynth.federation.checkpoint import ServerCheckpoint
 from fedsynth.federation.consistency import weight_dispersion
 from fedsynth.federation.network import NetworkModel, Transfer, exchange_waves, parse_site_overrides, round_wall_time
-from fedsynth.federation.strategy import RoundOutcome, Send, Strategy
+from fedsynth.federation.strategy import RoundOutcome, RoundPlan, Send, Strategy
 from fedsynth.federation.transport import Exchange, Transport
-from fedsynth.federation.validation import reference_of, validate_update
+from fedsynth.federation.validation import Reference, reference_of, validate_sealed, validate_update
 from fedsynth.models.generator import phase_arrays
 from fedsynth.privacy.ledger import PrivacyLedger
-from fedsynth.protocol import Arrays, HospitalReply, Job
+from fedsynth.protocol import RELEASE, Arrays, HospitalReply, Job
 from fedsynth.runfolder import RunFolder
 
 log = logging.getLogger("fedsynth.server")
@@ -45,6 +47,19 @@ class FederationResult:
     plans: dict[int, dict] = field(default_factory=dict)
     refusals: dict[int, list[dict]] = field(default_factory=dict)
     rounds_run: int = 0
+
+
+@dataclass
+class _Traffic:
+    """What one round (or the release) moved and lost: bytes per wave and edge, failures,
+    rejected updates, and the plaintext models the server received."""
+
+    waves: list[list[Transfer]] = field(default_factory=list)
+    edges: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=lambda: {"bytes_down": 0, "bytes_up": 0})
+    failures: dict[int, str] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)
+    models: list[Arrays] = field(default_factory=list)
 
 
 def network_model(config: RunConfig) -> NetworkModel:
@@ -83,6 +98,7 @@ class Coordinator:
             self._run_round(server_round, hospitals, result)
             result.rounds_run = server_round
             self.checkpoint.save(server_round, self.strategy.state_dict(), result)
+        self._run_release(self.config.train.num_rounds + 1, hospitals, result)
         self._collect_final_ledgers(hospitals, result)
         return result
 
@@ -115,38 +131,72 @@ class Coordinator:
         phase = self.config.train.phase_of_round(server_round)
         started = time.perf_counter()
         reference = reference_of(self.strategy.weights, phase_arrays(self.strategy.weights, phase))
-        max_bytes = int(self.config.federation.max_update_mb * 1e6)
         plan = self.strategy.run_round(server_round, phase, hospitals)
-        waves: list[list[Transfer]] = []
-        edges: dict[str, int] = {}
-        totals = {"bytes_down": 0, "bytes_up": 0}
-        failures: dict[int, str] = {}
-        rejected: dict[int, str] = {}
-        models: list[Arrays] = []
-        try:
-            sends = self._with_job(next(plan))
-            while True:
-                exchange = self.transport.exchange(sends, timeout=self.config.federation.round_timeout)
-                failures.update(exchange.failures)
-                accepted = self._screen(exchange, reference, max_bytes, rejected)
-                self._count(sends, exchange, waves, edges, totals)
-                for reply in exchange.replies:
-                    self._record_reply(server_round, reply, result)
-                    self._log_hospital(server_round, phase, reply, exchange, rejected.get(reply.hospital_id))
-                models += [r.weights for r in accepted if r.weights is not None and r.refused is None]
-                sends = self._with_job(plan.send(accepted))
-        except StopIteration as stop:
-            outcome: RoundOutcome = stop.value
-        record = self._server_record(
-            server_round, phase, outcome, failures, rejected, totals, edges, waves, models, result
-        )
+        outcome, traffic = self._drive(server_round, phase, plan, reference, hospitals, result)
+        record = self._server_record(server_round, phase, outcome, traffic, result)
         record["seconds"] = time.perf_counter() - started
         self.run.append_metrics(record)
         if self.on_round is not None:
             self.on_round(record)
-        if server_round == 1 and outcome.refused and not outcome.accepted and not failures:
+        if server_round == 1 and outcome.refused and not outcome.accepted and not traffic.failures:
             reasons = "; ".join(f"hospital {h}: {r}" for h, r in sorted(outcome.refused.items()))
             raise EveryHospitalRefused(f"every hospital refused round 1, nothing was trained ({reasons})")
+
+    def _run_release(self, release_round: int, hospitals: list[int], result: FederationResult) -> None:
+        """The strategy's release wave, if it has one: hospitals send final models they already
+        paid for (whole models, checked against the whole architecture); nothing is charged."""
+        plan = self.strategy.release(release_round, hospitals)
+        if plan is None:
+            return
+        started = time.perf_counter()
+        reference = reference_of(self.strategy.weights)  # a release returns the whole model
+        outcome, traffic = self._drive(release_round, RELEASE, plan, reference, hospitals, result)
+        if not outcome.accepted:
+            log.warning("no hospital released its final model: %s", outcome.refused or traffic.failures)
+        self.run.append_metrics(
+            {
+                "kind": "release",
+                "round": release_round,
+                "strategy": self.strategy.name,
+                "released": outcome.accepted,
+                "refused": outcome.refused,
+                "failed": traffic.failures,
+                "rejected": traffic.rejected,
+                **traffic.totals,
+                "bytes_per_edge": traffic.edges,
+                "sim_comm_seconds": round_wall_time(traffic.waves, self.network),
+                "max_epsilon": _max_epsilon(result.ledgers),
+                "seconds": time.perf_counter() - started,
+            }
+        )
+
+    def _drive(
+        self,
+        server_round: int,
+        phase: str,
+        plan: RoundPlan,
+        reference: Reference,
+        hospitals: list[int],
+        result: FederationResult,
+    ) -> tuple[RoundOutcome, _Traffic]:
+        """Deliver the plan's waves, screen and log every reply, feed the accepted ones back."""
+        max_bytes = int(self.config.federation.max_update_mb * 1e6)
+        traffic = _Traffic()
+        try:
+            sends = self._with_job(next(plan))
+            while True:
+                exchange = self.transport.exchange(sends, timeout=self.config.federation.round_timeout)
+                traffic.failures.update(exchange.failures)
+                accepted = self._screen(exchange, reference, max_bytes, hospitals, traffic.rejected)
+                self._count(sends, exchange, traffic)
+                for reply in exchange.replies:
+                    self._record_reply(server_round, reply, result)
+                    self._log_hospital(server_round, phase, reply, exchange, traffic.rejected.get(reply.hospital_id))
+                traffic.models += [r.weights for r in accepted if r.weights is not None and r.refused is None]
+                sends = self._with_job(plan.send(accepted))
+        except StopIteration as stop:
+            outcome: RoundOutcome = stop.value
+        return outcome, traffic
 
     def _with_job(self, sends: list[Send]) -> list[Send]:
         """Every instruction carries the run's job (the strategies know nothing of it)."""
@@ -163,13 +213,18 @@ class Coordinator:
             result.refusals.setdefault(hid, []).append({"round": server_round, "reason": reply.refused})
 
     def _screen(
-        self, exchange: Exchange, reference: dict, max_bytes: int, rejected: dict[int, str]
+        self, exchange: Exchange, reference: Reference, max_bytes: int, hospitals: list[int], rejected: dict[int, str]
     ) -> list[HospitalReply]:
-        """Replies the strategy may use; malformed updates are logged and dropped."""
+        """Replies the strategy may use; malformed updates are logged and dropped. Sealed blobs
+        are checked for what the server can see (addressees, sizes); plaintext weights in full."""
         kept = []
         for reply in exchange.replies:
             if reply.refused is None:
-                reason = validate_update(reply.weights, reference, reply.hospital_id, max_bytes)
+                reason = None
+                if reply.sealed:
+                    reason = validate_sealed(reply.sealed, reply.hospital_id, hospitals, max_bytes)
+                if reason is None and (reply.weights is not None or not reply.sealed):
+                    reason = validate_update(reply.weights, reference, reply.hospital_id, max_bytes)
                 if reason is not None:
                     log.warning("rejected update: %s", reason)
                     rejected[reply.hospital_id] = reason
@@ -178,10 +233,9 @@ class Coordinator:
         return kept
 
     @staticmethod
-    def _count(
-        sends: list[Send], exchange: Exchange, waves: list, edges: dict[str, int], totals: dict[str, int]
-    ) -> None:
-        waves.extend(exchange_waves(exchange.bytes_down, exchange.bytes_up))
+    def _count(sends: list[Send], exchange: Exchange, traffic: _Traffic) -> None:
+        edges, totals = traffic.edges, traffic.totals
+        traffic.waves.extend(exchange_waves(exchange.bytes_down, exchange.bytes_up))
         for send in sends:
             down = exchange.bytes_down.get(send.hospital_id, 0)
             origin = "server" if send.source is None else f"hospital-{send.source}(relayed)"
@@ -216,16 +270,12 @@ class Coordinator:
         server_round: int,
         phase: str,
         outcome: RoundOutcome,
-        failures: dict[int, str],
-        rejected: dict[int, str],
-        totals: dict[str, int],
-        edges: dict[str, int],
-        waves: list,
-        models: list[Arrays],
+        traffic: _Traffic,
         result: FederationResult,
     ) -> dict:
+        failures, rejected = traffic.failures, traffic.rejected
         lost = sorted(set(failures) | set(rejected) | set(outcome.refused))
-        consistency = weight_dispersion(models) if len(models) >= 2 else None
+        consistency = weight_dispersion(traffic.models) if len(traffic.models) >= 2 else None
         for hid, reason in failures.items():
             log.warning("round %d: hospital %d failed: %s", server_round, hid, reason)
         return {
@@ -239,9 +289,9 @@ class Coordinator:
             "rejected": rejected,
             "skipped": outcome.skipped,
             "lost_work": {"hospitals": lost, "hospital_rounds": len(lost)},
-            **totals,
-            "bytes_per_edge": edges,
-            "sim_comm_seconds": round_wall_time(waves, self.network),
+            **traffic.totals,
+            "bytes_per_edge": traffic.edges,
+            "sim_comm_seconds": round_wall_time(traffic.waves, self.network),
             "federated_consistency": consistency,
             "max_epsilon": _max_epsilon(result.ledgers),
             **outcome.metrics,

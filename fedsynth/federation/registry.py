@@ -26,6 +26,7 @@ def _ring(config: FederationConfig, weights: Arrays) -> Strategy:
         order=config.ring_hospitals(),
         schedule=config.ring_schedule,
         final=config.ring_final,
+        sealed=config.ring_sealed,
     )
 
 

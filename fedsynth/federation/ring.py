@@ -11,13 +11,23 @@ hospital keeps its own model in its state. Two schedules:
 A hospital that fails is skipped: its successor receives the model of the last live hospital
 before it, and the outcome records the skip. The ring's single final model is either the average of
 all hospitals' last models (``average``) or the model of the hospital that trained last (``last``).
+
+Sealed (``federation.ring_sealed``): a hospital replies with its full model sealed for each of its
+pinned neighbours (:mod:`fedsynth.hospital.sealed_ring`) instead of weights. The ring keeps the
+newest blob per (sender, receiver) and relays the one addressed to the next hospital, with the
+sender and the round it was trained in; it never sends weights of its own (every hospital starts
+from the job's seeded initialization). A skip reaches only a hospital the sender pinned: with no
+blob for the receiver, the receiver trains on its own model. Since the server cannot read the
+blobs, its final model comes from a release after the last round (:meth:`Ring.release`): each
+hospital that trained sends its final model in plaintext (a DP output it already paid for), and
+``average`` / ``last`` apply to those.
 """
 
 from __future__ import annotations
 
 from fedsynth.aggregation import weighted_mean
 from fedsynth.federation.strategy import RoundOutcome, RoundPlan, Send, Strategy
-from fedsynth.protocol import Arrays, HospitalReply, RoundInstruction
+from fedsynth.protocol import RELEASE, Arrays, HospitalReply, RoundInstruction, SealedModel
 
 
 class Ring(Strategy):
@@ -35,6 +45,7 @@ class Ring(Strategy):
         order: list[int] | None = None,
         schedule: str = "sequential",
         final: str = "average",
+        sealed: bool = False,
     ) -> None:
         super().__init__(initial_weights, min_hospitals, rule, rule_params)
         if schedule not in ("sequential", "synchronous"):
@@ -42,16 +53,28 @@ class Ring(Strategy):
         self.order = list(order or [])
         self.schedule = schedule
         self.final = final
+        self.sealed = sealed
+        #: Plaintext: each hospital's last model. Sealed: each hospital's released final model.
         self.models: dict[int, Arrays] = {}
         self.examples: dict[int, int] = {}
         self.last_trained: int | None = None
+        #: Sealed: the newest blob of each sender, by receiver: {sender: {receiver: (round, blob)}}.
+        self.blobs: dict[int, dict[int, tuple[int, bytes]]] = {}
 
     # -- instructions ----------------------------------------------------------------------------
     def _ring(self, hospitals: list[int]) -> list[int]:
         order = self.order or sorted(hospitals)
         return [h for h in order if h in hospitals]
 
+    def _holds(self, source: int, hospital: int) -> bool:
+        """Whether the ring can relay a model of ``source`` to ``hospital``."""
+        if self.sealed:
+            return hospital in self.blobs.get(source, {})
+        return source in self.models
+
     def _instruction(self, server_round: int, phase: str, hospital: int, source: int | None) -> Send:
+        if self.sealed:
+            return self._sealed_instruction(server_round, phase, hospital, source)
         weights = None if hospital in self.models else dict(self.weights)  # first contact: common start
         merge = None
         own_weight = float(self.examples.get(hospital, 1))
@@ -68,14 +91,35 @@ class Ring(Strategy):
         )
         return Send(hospital, instruction, source=source if merge else None)
 
+    def _sealed_instruction(self, server_round: int, phase: str, hospital: int, source: int | None) -> Send:
+        """No weights from the server; the source's blob addressed to ``hospital``, if it has one."""
+        sealed = None
+        if source is not None and source != hospital and self._holds(source, hospital):
+            sender_round, blob = self.blobs[source][hospital]
+            sealed = SealedModel(source, sender_round, blob, float(self.examples.get(source, 1)))
+        instruction = RoundInstruction(
+            server_round,
+            phase,
+            merge_rule=self.rule,
+            merge_params=dict(self.rule_params),
+            own_weight=float(self.examples.get(hospital, 1)),
+            sealed=sealed,
+        )
+        return Send(hospital, instruction, source=source if sealed else None)
+
     def _record(self, reply: HospitalReply, outcome: RoundOutcome) -> bool:
         hid = reply.hospital_id
         if reply.refused is not None:
             outcome.refused[hid] = reply.refused
             return False
-        if reply.weights is None:
+        if self.sealed:
+            if not reply.sealed:
+                return False
+            self.blobs[hid] = {receiver: (reply.server_round, blob) for receiver, blob in reply.sealed.items()}
+        elif reply.weights is None:
             return False
-        self.models[hid] = {**self.models.get(hid, self.weights), **reply.weights}
+        else:
+            self.models[hid] = {**self.models.get(hid, self.weights), **reply.weights}
         if reply.num_examples is not None:  # a private record count weighs 1
             self.examples[hid] = reply.num_examples
         outcome.accepted.append(hid)
@@ -102,7 +146,7 @@ class Ring(Strategy):
                     (
                         ring[(i - k) % len(ring)]
                         for k in range(1, len(ring))
-                        if ring[(i - k) % len(ring)] in self.models
+                        if self._holds(ring[(i - k) % len(ring)], hospital)
                     ),
                     None,
                 )
@@ -118,16 +162,52 @@ class Ring(Strategy):
         outcome.metrics["hospitals_accepted"] = float(len(outcome.accepted))
         return outcome
 
+    def release(self, server_round: int, hospitals: list[int]) -> RoundPlan | None:
+        """Sealed only: ask every hospital that trained for its final model (see the module docstring)."""
+        holders = [h for h in self._ring(hospitals) if h in self.blobs]
+        if not self.sealed or not holders:
+            return None
+        return self._release(server_round, holders)
+
+    def _release(self, server_round: int, holders: list[int]) -> RoundPlan:
+        replies = yield [Send(h, RoundInstruction(server_round, RELEASE)) for h in holders]
+        outcome = RoundOutcome()
+        for reply in replies:
+            hid = reply.hospital_id
+            if reply.refused is not None:
+                outcome.refused[hid] = reply.refused
+            elif reply.weights is not None:
+                self.models[hid] = dict(reply.weights)
+                if reply.num_examples is not None:
+                    self.examples[hid] = reply.num_examples
+                outcome.accepted.append(hid)
+        answered = {r.hospital_id for r in replies}
+        outcome.missing = [h for h in holders if h not in answered]
+        return outcome
+
     # -- results ---------------------------------------------------------------------------------
+    def _last_model(self) -> bool:
+        return self.final == "last" and self.last_trained is not None and self.last_trained in self.models
+
     def final_weights(self) -> Arrays:
         if not self.models:
             return self.weights
-        if self.final == "last" and self.last_trained is not None:
+        if self._last_model():
+            assert self.last_trained is not None
             return self.models[self.last_trained]
         ids = sorted(self.models)
         return weighted_mean([(self.models[h], float(self.examples.get(h, 1))) for h in ids])
 
     def describe_final(self) -> str:
+        if self.sealed and not self.models:
+            return "ring (sealed): no hospital released its final model; the initial model"
+        if self.sealed:
+            which = (
+                f"the released model of the hospital that trained last (hospital {self.last_trained})"
+                if self._last_model()
+                else f"average of the final models released by hospitals {sorted(self.models)}, weighted by examples"
+            )
+            return f"ring (sealed): {which}"
         if self.final == "last":
             return f"ring: the model of the hospital that trained last (hospital {self.last_trained})"
         return "ring: average of every hospital's last model, weighted by examples"
@@ -141,6 +221,7 @@ class Ring(Strategy):
             "models": self.models,
             "examples": self.examples,
             "last_trained": self.last_trained,
+            "blobs": {s: {r: (rnd, bytes(b)) for r, (rnd, b) in to.items()} for s, to in self.blobs.items()},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -148,3 +229,7 @@ class Ring(Strategy):
         self.models = {int(k): dict(v) for k, v in state["models"].items()}
         self.examples = {int(k): int(v) for k, v in state["examples"].items()}
         self.last_trained = state["last_trained"]
+        self.blobs = {
+            int(s): {int(r): (int(rnd), bytes(b)) for r, (rnd, b) in to.items()}
+            for s, to in state.get("blobs", {}).items()
+        }

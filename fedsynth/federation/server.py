@@ -27,6 +27,7 @@ from fedsynth.federation.strategy import Strategy
 from fedsynth.federation.transport import Transport
 from fedsynth.models.architectures import build_architecture
 from fedsynth.models.generator import build_generator
+from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.protocol import Arrays, Job
 from fedsynth.runfolder import RunFolder, write_json
 from fedsynth.site.code import app_code_digest
@@ -70,6 +71,7 @@ def make_job(config: RunConfig, schema: Schema, run_id: str) -> Job:
         privacy=config.privacy,
         schema_digest=schema.digest(),
         code_digest=app_code_digest(),
+        ring_sealed=config.federation.ring_sealed,
     )
 
 
@@ -111,6 +113,14 @@ def run_federation(
     return finalize(config, schema, run, strategy.final_weights(), strategy.describe_final(), result)
 
 
+def this_run_privacy(ledger: PrivacyLedger, plan: dict, run_id: str) -> HospitalPrivacy:
+    """A site's reported ledger split into this run's mechanisms and the site's earlier runs on the
+    same records (``other_releases``): the epsilon composes both, the history says which is which."""
+    own = [e for e in ledger.events if e.run == run_id]
+    earlier = [e for e in ledger.events if e.run != run_id]
+    return HospitalPrivacy(PrivacyLedger(ledger.delta, ledger.accountant, own), plan, earlier)
+
+
 def finalize(
     config: RunConfig, schema: Schema, run: RunFolder, weights: Arrays, description: str, result: FederationResult
 ) -> dict:
@@ -123,7 +133,7 @@ def finalize(
     run.write_model(weights, config, schema, description)
 
     hospitals = {
-        hid: HospitalPrivacy(ledger, result.plans.get(hid, {}))
+        hid: this_run_privacy(ledger, result.plans.get(hid, {}), run_identity(run, resume=True))
         for hid, ledger in result.ledgers.items()
         if ledger.events or hid in result.refusals
     }
@@ -162,8 +172,8 @@ def privacy_summary(privacy: dict) -> dict:
 
 
 def communication_totals(run: RunFolder) -> dict:
-    """Bytes and simulated communication time over all rounds (from metrics.jsonl)."""
-    rounds = [m for m in run.read_metrics() if m.get("kind") == "server"]
+    """Bytes and simulated communication time over all rounds and the release (from metrics.jsonl)."""
+    rounds = [m for m in run.read_metrics() if m.get("kind") in ("server", "release")]
     return {
         "bytes_down": sum(m.get("bytes_down", 0) for m in rounds),
         "bytes_up": sum(m.get("bytes_up", 0) for m in rounds),

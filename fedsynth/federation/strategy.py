@@ -57,6 +57,12 @@ class Strategy(ABC):
     def run_round(self, server_round: int, phase: str, hospitals: list[int]) -> RoundPlan:
         """Yield waves of instructions, receive their replies, return the round's outcome."""
 
+    def release(self, server_round: int, hospitals: list[int]) -> RoundPlan | None:
+        """A last wave after the final round (``server_round`` = rounds + 1) that collects what the
+        strategy cannot compute itself, e.g. each hospital's final model in a sealed ring, where the
+        server never read a model; None (the default) when there is nothing to collect."""
+        return None
+
     def final_weights(self) -> Arrays:
         """The single model the run's summary scores."""
         return self.weights

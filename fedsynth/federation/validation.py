@@ -122,3 +122,26 @@ def validate_update(
                 f"(largest contribution: array {worst!r}, {np.sqrt(squares[worst]):.4g})"
             )
     return None
+
+
+def validate_sealed(
+    sealed: Mapping[int, bytes], hospital_id: int, hospitals: Iterable[int], max_bytes: int
+) -> str | None:
+    """None if a sealed-ring reply is acceptable as far as the server can see, else a one-line reason.
+
+    The server cannot read a sealed blob (only its receiver can, and only the receiver can tell a
+    forged or altered one), so it checks what it relays: every blob addressed to another hospital
+    of the federation, non-empty bytes, each at most ``max_bytes``.
+    """
+    who = f"hospital {hospital_id}"
+    known = set(hospitals)
+    if not sealed:
+        return f"{who}: sent no sealed models"
+    for receiver, blob in sealed.items():
+        if receiver == hospital_id or receiver not in known:
+            return f"{who}: sealed a model for hospital {receiver}, not another hospital of the federation"
+        if not isinstance(blob, (bytes, bytearray)) or not blob:
+            return f"{who}: the sealed model for hospital {receiver} is empty or not bytes"
+        if len(blob) > max_bytes:
+            return f"{who}: the sealed model for hospital {receiver} is {len(blob)} bytes, over {max_bytes}"
+    return None

@@ -3,6 +3,10 @@
 Every instruction and reply crosses the network through these functions, so this is also where
 bytes are counted: :func:`content_nbytes` is the size of the protobuf that Flower puts on the wire
 for a message's content.
+
+Sealed ring payloads (:class:`~fedsynth.protocol.SealedModel` in an instruction, the per-receiver
+blobs of a reply) travel as ``bytes`` values of a ConfigRecord named ``sealed``: opaque to Flower
+and to the server, and counted like every other byte.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from flwr.common.serde import recorddict_to_proto
 
-from fedsynth.protocol import Arrays, HospitalReply, Job, RoundInstruction
+from fedsynth.protocol import Arrays, HospitalReply, Job, RoundInstruction, SealedModel
 
 
 def arrays_to_record(arrays: Arrays) -> ArrayRecord:
@@ -45,6 +49,16 @@ def instruction_to_content(instruction: RoundInstruction) -> RecordDict:
         content["arrays"] = arrays_to_record(instruction.weights)
     for i, (arrays, _) in enumerate(merge):
         content[f"merge-{i}"] = arrays_to_record(arrays)
+    if instruction.sealed is not None:
+        sealed = instruction.sealed
+        content["sealed"] = ConfigRecord(
+            {
+                "sender_id": int(sealed.sender_id),
+                "sender_round": int(sealed.sender_round),
+                "weight": float(sealed.weight),
+                "blob": bytes(sealed.blob),
+            }
+        )
     return content
 
 
@@ -56,6 +70,15 @@ def content_to_instruction(content: RecordDict) -> RoundInstruction:
         (record_to_arrays(content.array_records[f"merge-{i}"]), float(merge_weights[i]))
         for i in range(int(config["merge_count"]))
     ]
+    sealed = None
+    if "sealed" in content.config_records:
+        record = content.config_records["sealed"]
+        sealed = SealedModel(
+            sender_id=int(record["sender_id"]),
+            sender_round=int(record["sender_round"]),
+            blob=bytes(record["blob"]),  # type: ignore[arg-type]
+            weight=float(record["weight"]),
+        )
     return RoundInstruction(
         server_round=int(config["server_round"]),
         phase=str(config["phase"]),
@@ -65,6 +88,7 @@ def content_to_instruction(content: RecordDict) -> RoundInstruction:
         merge_params=json.loads(str(config["merge_params"])),
         own_weight=float(config["own_weight"]),
         job=Job.from_json(str(config["job"])) if str(config["job"]) else None,
+        sealed=sealed,
     )
 
 
@@ -85,6 +109,11 @@ def reply_to_content(reply: HospitalReply) -> RecordDict:
     content["metrics"] = MetricRecord(metrics)
     if reply.weights is not None:
         content["arrays"] = arrays_to_record(reply.weights)
+    if reply.sealed:
+        receivers = sorted(reply.sealed)
+        content["sealed"] = ConfigRecord(
+            {"receivers": [int(r) for r in receivers], "blobs": [bytes(reply.sealed[r]) for r in receivers]}
+        )
     return content
 
 
@@ -94,6 +123,11 @@ def content_to_reply(content: RecordDict) -> HospitalReply:
     count = metrics.pop("num-examples", None)
     num_examples = None if count is None else int(count)
     weights = record_to_arrays(content.array_records["arrays"]) if "arrays" in content.array_records else None
+    sealed: dict[int, bytes] = {}
+    if "sealed" in content.config_records:
+        record = content.config_records["sealed"]
+        receivers, blobs = list(record["receivers"]), list(record["blobs"])  # type: ignore[arg-type]
+        sealed = {int(r): bytes(b) for r, b in zip(receivers, blobs, strict=True)}
     return HospitalReply(
         hospital_id=int(status["hospital_id"]),
         server_round=int(status["server_round"]),
@@ -103,6 +137,7 @@ def content_to_reply(content: RecordDict) -> HospitalReply:
         ledger=json.loads(str(status["ledger"])),
         plan=json.loads(str(status["plan"])),
         refused=str(status["refused"]) or None,
+        sealed=sealed,
     )
 
 

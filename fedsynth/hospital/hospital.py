@@ -60,6 +60,8 @@ class Hospital:
         #: Fixed-size sampling only (non-private runs): the current pass over the records.
         self.epoch_order: torch.Tensor | None = None
         self.epoch_cursor = 0
+        #: Sealed ring: the newest round of each sender's model this hospital merged (replay check).
+        self.ring_accepted: dict[int, int] = {}
 
         # Data stays on the device for the whole run.
         self.images = None if data.images is None else torch.tensor(data.images, device=self.device)
@@ -263,6 +265,7 @@ class Hospital:
             "run": self.job.run_id,
             "num_examples": self.num_examples,
             "rounds_done": list(self.rounds_done),
+            "ring_accepted": dict(self.ring_accepted),
             "epoch": None if self.epoch_order is None else (self.epoch_order.tolist(), self.epoch_cursor),
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizers": {
@@ -288,6 +291,7 @@ class Hospital:
         self.discriminator.base_optimizer.load_state_dict(state["optimizers"]["discriminator"])
         self.generator_optimizer.load_state_dict(state["optimizers"]["generator"])
         self.rounds_done = list(state["rounds_done"])
+        self.ring_accepted = {int(k): int(v) for k, v in state.get("ring_accepted", {}).items()}
         epoch = state.get("epoch")
         if epoch is not None:
             self.epoch_order, self.epoch_cursor = torch.tensor(epoch[0]), int(epoch[1])

@@ -14,6 +14,14 @@ hospital behaves the same behind either. For each instruction the service
 6. replies with DP outputs and declared public facts only; losses on real records go to the
    site's own log.
 
+In a sealed ring (:mod:`fedsynth.hospital.sealed_ring`) the service also holds the job to the
+site's ``[ring]`` table, opens the sealed peer model it is sent *before* charging anything (a blob
+that fails to open, or one older than the newest it took from that sender, is refused with the
+sender and the failed check), and replies with its model sealed for its pinned neighbours instead
+of plaintext weights. After the last round it answers a release (:data:`~fedsynth.protocol.RELEASE`)
+with its final model: no training, no new ledger event (post-processing of what it already paid
+for).
+
 The service reads its records, state and policy from its site file alone; the server's run
 configuration never tells it where its data is or what it may spend.
 """
@@ -23,20 +31,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fedsynth.consortium.sealing import SealError
 from fedsynth.data.records import Dataset
 from fedsynth.data.records_file import load_records
+from fedsynth.errors import FedsynthError
 from fedsynth.hospital.guardrails import Guardrail, Proposal, first_refusal
 from fedsynth.hospital.hospital import Hospital, resolve_device
 from fedsynth.hospital.ledger_file import LedgerDamaged, LedgerFile
 from fedsynth.hospital.plan import PrivacyPlan, local_steps, resolve_plan, within_budget
+from fedsynth.hospital.sealed_ring import RingSealer, ring_refusal
 from fedsynth.hospital.store import HospitalStore, SiteLog
 from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.privacy.randomness import Randomness, ReproducibleRandomness, SecureRandomness
 from fedsynth.protocol import (
+    RELEASE,
     HospitalReply,
     Job,
     RoundInstruction,
@@ -131,7 +143,12 @@ class HospitalService:
         )
         if reason is not None:
             return self._refuse(instruction, reason, None)
+        reason = ring_refusal(self.site.config.ring, instruction, job)
+        if reason is not None:
+            return self._refuse(instruction, reason, None)
         try:
+            if instruction.phase == RELEASE:
+                return self._release(instruction, job, site_log)
             return self._train(instruction, job, digest, site_log)
         except LedgerDamaged as e:  # the site cannot know what it has spent: it must not train
             return self._refuse(instruction, str(e), None, with_ledger=False)
@@ -148,18 +165,38 @@ class HospitalService:
         if reason is not None:
             return self._refuse(instruction, f"hospital {self.hospital_id} {reason}", plan)
 
+        sealer = None
+        if job.ring_sealed:
+            try:
+                sealer = RingSealer.from_site(self.site)
+            except FedsynthError as e:
+                return self._refuse(instruction, f"the site cannot seal: {e}", plan)
         hospital = self._hospital(job, plan, instruction.server_round)
+        to_train = instruction
+        if instruction.sealed is not None:
+            assert sealer is not None  # ring_refusal: a sealed model comes only in a sealed job
+            opened = self._open_peer(instruction, job, sealer, hospital)
+            if isinstance(opened, str):  # refused before anything is charged or trained
+                return self._refuse(instruction, opened, plan)
+            to_train = opened
         index = len(ledger.events)
         self.ledger_file.append(event)  # charged before the mechanism runs
         ledger.record(event)
-        weights, site_metrics = hospital.train_round(instruction, self._randomness(plan, job).mechanism(index))
+        weights, site_metrics = hospital.train_round(to_train, self._randomness(plan, job).mechanism(index))
         site_log.write("trained", round=instruction.server_round, phase=instruction.phase, **site_metrics)
+        if instruction.sealed is not None:  # the newest model taken from that sender (replay check)
+            hospital.ring_accepted[instruction.sealed.sender_id] = instruction.sealed.sender_round
+        sealed: dict[int, bytes] = {}
+        if sealer is not None:  # the model goes to the neighbours only, sealed; the server gets none
+            sealed = sealer.seal_model(hospital.model.weights(), job.run_id, instruction.server_round)
+            weights = None
         epsilon = ledger.epsilon()
         reply = HospitalReply(
             hospital_id=self.hospital_id,
             server_round=instruction.server_round,
             num_examples=plan.record_count,
             weights=weights,
+            sealed=sealed,
             metrics={
                 "epsilon": float("nan") if epsilon is None else epsilon,
                 "epsilon_run": _or_nan(ledger.of_run(job.run_id).epsilon()),
@@ -175,6 +212,66 @@ class HospitalService:
         assert self._resident is not None
         self._resident.round = instruction.server_round
         return reply
+
+    def _open_peer(
+        self, instruction: RoundInstruction, job: Job, sealer: RingSealer, hospital: Hospital
+    ) -> RoundInstruction | str:
+        """The instruction with its sealed peer model opened into ``merge``, or why the site
+        refuses it: a sender round outside the run so far, a replay (older than the newest model
+        already taken from that sender), a seal that does not open, or an opened model the site's
+        guardrails refuse."""
+        sealed = instruction.sealed
+        assert sealed is not None
+        who = f"sealed model from hospital {sealed.sender_id} (its round {sealed.sender_round})"
+        if not 1 <= sealed.sender_round <= instruction.server_round:
+            return f"{who}: round check failed: not a round of this run up to round {instruction.server_round}"
+        newest = hospital.ring_accepted.get(sealed.sender_id)
+        if newest is not None and sealed.sender_round < newest:
+            return (
+                f"{who}: replay check failed: older than the round {newest} model already accepted from "
+                f"hospital {sealed.sender_id}"
+            )
+        try:
+            arrays = sealer.open_model(sealed, job.run_id)
+        except SealError as e:
+            return f"{who}: seal check failed: {e}"
+        except FedsynthError as e:
+            return f"{who}: {e}"
+        opened = replace(instruction, sealed=None, merge=[(arrays, sealed.weight)])
+        reason = first_refusal(Proposal(self.site.policy, opened, self.data.schema, len(self.data)), self.guardrails)
+        if reason is not None:
+            return f"{who}: {reason}"
+        return opened
+
+    def _release(self, instruction: RoundInstruction, job: Job, site_log: SiteLog) -> HospitalReply:
+        """The site's final model of the run, after the last round: a DP output already charged
+        (post-processing), so nothing is trained and nothing new is charged."""
+        last = job.train.num_rounds
+        if instruction.server_round <= last:
+            return self._refuse(
+                instruction, f"a release of the final model comes after the run's last round ({last})", None
+            )
+        plan = self._plan(job)
+        if isinstance(plan, str):
+            return self._refuse(instruction, plan, None)
+        self._last_plan = plan
+        hospital = self._hospital(job, plan, instruction.server_round)
+        if not hospital.rounds_done:
+            return self._refuse(instruction, f"nothing to release: the site has not trained in run {job.run_id}", plan)
+        ledger = self._ledger(plan)
+        site_log.write("released", round=instruction.server_round, trained_rounds=list(hospital.rounds_done))
+        return HospitalReply(
+            hospital_id=self.hospital_id,
+            server_round=instruction.server_round,
+            num_examples=plan.record_count,
+            weights=hospital.model.weights(),
+            metrics={
+                "epsilon": _or_nan(ledger.epsilon()),
+                "epsilon_run": _or_nan(ledger.of_run(job.run_id).epsilon()),
+            },
+            ledger=ledger.to_dict(),
+            plan=plan.to_dict(),
+        )
 
     def _plan(self, job: Job) -> PrivacyPlan | str:
         """The run's plan, resolved once per run against the ledger of every *other* run."""

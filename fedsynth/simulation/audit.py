@@ -126,7 +126,7 @@ def audit_run(config: RunConfig, fed: FederatedData | None = None) -> dict:
     if baseline_events:
         hospitals = hospitals_from_document(privacy)
         for info in hospitals.values():
-            info.other_releases = list(baseline_events)
+            info.other_releases = [*info.other_releases, *baseline_events]  # after earlier runs
         refusals = {int(h): r for h, r in privacy.get("refusals", {}).items()}
         privacy = privacy_document(hospitals, fed.schema, refusals, server_releases + releases)
     else:

@@ -15,6 +15,10 @@
     [faults]                   # simulation only: fedsynth.site.faults.SiteFaults
     late = "2"
 
+    [ring]                     # sealed ring payloads: fedsynth.site.ring.RingSealing
+    key = "ring.key"
+    peers = ["1:BASE64_PUBLIC_KEY"]
+
 Everything a hospital needs to take part comes from here: where its records are, where it keeps
 its state, which device it trains on and what it allows. The server's run configuration carries
 none of it.
@@ -29,6 +33,7 @@ from fedsynth.config.loading import build_dataclass, read_toml, to_nested
 from fedsynth.errors import ConfigError
 from fedsynth.site.faults import SiteFaults
 from fedsynth.site.policy import SitePolicy
+from fedsynth.site.ring import RingSealing
 
 SITE_FILE = "site.toml"
 
@@ -43,6 +48,7 @@ class SiteConfig:
     device: str = "auto"
     policy: SitePolicy = field(default_factory=SitePolicy)
     faults: SiteFaults = field(default_factory=SiteFaults)
+    ring: RingSealing = field(default_factory=RingSealing)
 
     def __post_init__(self) -> None:
         if self.hospital_id < 0:
@@ -75,6 +81,11 @@ class Site:
     @property
     def state_path(self) -> Path:
         return (self.file.parent / self.config.state_dir).resolve()
+
+    @property
+    def ring_key_path(self) -> Path | None:
+        """The site's ring private key (``[ring] key``), resolved; None when the site has none."""
+        return (self.file.parent / self.config.ring.key).resolve() if self.config.ring.key.strip() else None
 
 
 def load_site(path: str | Path) -> Site:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fedsynth.cli.bench import register as register_bench_command
 from fedsynth.cli.check_data import register as register_check_data_command
 from fedsynth.cli.keys import app as keys_app
 from fedsynth.cli.report import register as register_report_commands
@@ -190,6 +191,7 @@ def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
 
 
 register_report_commands(app)
+register_bench_command(app)
 register_check_data_command(app)
 app.add_typer(keys_app, name="keys")
 

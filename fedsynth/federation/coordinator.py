@@ -6,7 +6,8 @@ delivers them, and the coordinator
 - rejects malformed updates (names, shapes, dtypes, NaN/Inf, size) before the strategy sees them,
 - records per-hospital and per-round metrics: serialized bytes of every message per edge
   (uplink/downlink), the simulated communication time under the network model, the Federated
-  Consistency (dispersion of the hospitals' models), lost work,
+  Consistency (dispersion of the hospitals' models), lost work, and why a hospital failed (one plain
+  line, :func:`~fedsynth.federation.failures.plain_reason`),
 - persists a server checkpoint after every round so a killed run can resume,
 - runs the strategy's release after the last round, when it has one (a sealed ring collects each
   hospital's final model there), logged as one ``"kind": "release"`` line.
@@ -23,6 +24,7 @@ from fedsynth.config.schema import RunConfig
 from fedsynth.errors import FedsynthError
 from fedsynth.federation.checkpoint import ServerCheckpoint
 from fedsynth.federation.consistency import weight_dispersion
+from fedsynth.federation.failures import plain_reason
 from fedsynth.federation.network import NetworkModel, Transfer, exchange_waves, parse_site_overrides, round_wall_time
 from fedsynth.federation.strategy import RoundOutcome, RoundPlan, Send, Strategy
 from fedsynth.federation.transport import Exchange, Transport
@@ -186,7 +188,7 @@ class Coordinator:
             sends = self._with_job(next(plan))
             while True:
                 exchange = self.transport.exchange(sends, timeout=self.config.federation.round_timeout)
-                traffic.failures.update(exchange.failures)
+                traffic.failures.update({h: plain_reason(r) for h, r in exchange.failures.items()})
                 accepted = self._screen(exchange, reference, max_bytes, hospitals, traffic.rejected)
                 self._count(sends, exchange, traffic)
                 for reply in exchange.replies:

@@ -194,15 +194,7 @@ class Hospital:
         Row i holds record i's real latent and the fake latent drawn for it, so Opacus computes one
         per-sample gradient for the pair and clips the pair to C as one contribution.
         """
-        b = real.shape[0]
-        pairs = torch.stack([real, fake], dim=1)  # (b, 2, d)
-        pair_labels = torch.stack([labels, fake_labels], dim=1)  # (b, 2)
-        score, logits = self.discriminator.forward(pairs, pair_labels)  # (b, 2), (b, 2, classes)
-        target = torch.stack([torch.ones(b, device=self.device), torch.zeros(b, device=self.device)], dim=1)
-        loss = F.binary_cross_entropy_with_logits(score, target, reduction="sum") + F.cross_entropy(
-            logits[:, 0], labels, reduction="sum"
-        )
-        return loss, logits[:, 0].detach()
+        return paired_discriminator_loss(self.discriminator.forward, real, labels, fake, fake_labels)
 
     def _train_gan(self, steps: int, randomness: MechanismRandomness) -> dict[str, float]:
         model, train = self.model, self.job.train
@@ -295,6 +287,27 @@ class Hospital:
         epoch = state.get("epoch")
         if epoch is not None:
             self.epoch_order, self.epoch_cursor = torch.tensor(epoch[0]), int(epoch[1])
+
+
+def paired_discriminator_loss(
+    discriminator: torch.nn.Module,
+    real: torch.Tensor,
+    labels: torch.Tensor,
+    fake: torch.Tensor,
+    fake_labels: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The discriminator step's summed loss over (b, 2, d) rows (a record's real latent with the fake
+    latent drawn for it), and the class logits of the real rows; ``discriminator`` is the module
+    the step calls (Opacus' wrapper when private). Shared by :class:`Hospital` and the benchmarks."""
+    b = real.shape[0]
+    pairs = torch.stack([real, fake], dim=1)  # (b, 2, d)
+    pair_labels = torch.stack([labels, fake_labels], dim=1)  # (b, 2)
+    score, logits = discriminator(pairs, pair_labels)  # (b, 2), (b, 2, classes)
+    target = torch.stack([torch.ones(b, device=real.device), torch.zeros(b, device=real.device)], dim=1)
+    loss = F.binary_cross_entropy_with_logits(score, target, reduction="sum") + F.cross_entropy(
+        logits[:, 0], labels, reduction="sum"
+    )
+    return loss, logits[:, 0].detach()
 
 
 def _mean(values: list[float] | list[int]) -> float:

@@ -13,22 +13,22 @@ the simulation audits the run (:mod:`fedsynth.simulation.audit`).
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 
 from fedsynth.config.schema import RunConfig
 from fedsynth.data.records import Schema
 from fedsynth.errors import FedsynthError
+from fedsynth.simulation.console import engine_console, ray_init_args
 from fedsynth.site.config import Site
 
 
-def backend_config(config: RunConfig) -> dict:
-    """Ray backend settings: per-hospital CPU/GPU resources (fractional GPUs allowed)."""
+def backend_config(config: RunConfig, verbose: bool = False) -> dict:
+    """Ray backend settings: per-hospital CPU/GPU resources (fractional GPUs allowed), and how much
+    Ray prints (:func:`fedsynth.simulation.console.ray_init_args`)."""
     resources: dict[str, float] = {"num_cpus": config.simulation.num_cpus}
     if config.simulation.num_gpus > 0:
         resources["num_gpus"] = config.simulation.num_gpus
-    return {"client_resources": resources, "init_args": {"logging_level": logging.WARNING, "log_to_driver": True}}
+    return {"client_resources": resources, "init_args": ray_init_args(verbose)}
 
 
 def sites_for(config: RunConfig, resume: bool, late_seconds: float) -> tuple[Schema, dict[int, Site]]:
@@ -63,7 +63,9 @@ def check_run_data(config: RunConfig, resume: bool) -> None:
 def simulate(config: RunConfig, verbose: bool = False, resume: bool = False) -> dict:
     """Train with ``config.federation.num_hospitals`` simulated SuperNodes; returns summary.json.
 
-    The data are validated before Flower and Ray are even imported (:func:`check_run_data`)."""
+    The data are validated before Flower and Ray are even imported (:func:`check_run_data`).
+    Flower's and Ray's own output is shown only when ``verbose``
+    (:func:`fedsynth.simulation.console.engine_console`)."""
     check_run_data(config, resume)
     from flwr.simulation import run_simulation
 
@@ -72,16 +74,16 @@ def simulate(config: RunConfig, verbose: bool = False, resume: bool = False) -> 
     from fedsynth.simulation.audit import audit_run
     from fedsynth.simulation.sites import LATE_MARGIN_SECONDS
 
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     Path(config.out_dir).mkdir(parents=True, exist_ok=True)
     sites_for(config, resume, config.federation.round_timeout + LATE_MARGIN_SECONDS)
-    run_simulation(
-        server_app=build_server_app(config, resume=resume),
-        client_app=build_client_app(Path(config.out_dir).resolve() / "sites"),
-        num_supernodes=config.federation.num_hospitals,
-        backend_config=backend_config(config),
-        verbose_logging=verbose,
-    )
+    with engine_console(verbose):
+        run_simulation(
+            server_app=build_server_app(config, resume=resume),
+            client_app=build_client_app(Path(config.out_dir).resolve() / "sites"),
+            num_supernodes=config.federation.num_hospitals,
+            backend_config=backend_config(config, verbose),
+            verbose_logging=verbose,
+        )
     if not (Path(config.out_dir) / "summary.json").exists():
         raise FedsynthError(f"the simulation ended without writing {config.out_dir}/summary.json{_why(config)}")
     return audit_run(config)

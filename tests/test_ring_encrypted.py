@@ -251,6 +251,29 @@ def test_the_imprint_server_recovers_nothing_from_a_sealed_ring(tmp_path: Path) 
     assert all(r.accepted for r in release.replies)
 
 
+def test_the_tampering_server_is_caught_by_sealing_and_not_without_it(tmp_path: Path) -> None:
+    """The red team's ``tamper`` server alters every model it relays in round 2. Sealed, each
+    receiver refuses (authentication fails) and charges nothing; unsealed, the altered models are
+    merged and trained on without anyone noticing: that is what sealing buys."""
+    tamper = ['attack.threat_model="tamper"', 'attack.rounds="2"']
+    cfg, schema, transport = sealed_run(tmp_path / "sealed", *tamper)
+    run_federation(cfg, schema, transport, hook=attack_hook(cfg))
+    (relayed,) = [
+        w for w in transport.waves if w.sends[0].instruction.server_round == 2 and w.sends[0].instruction.sealed
+    ]
+    (reply,) = relayed.replies
+    assert not reply.accepted and "seal check failed" in reply.refused
+    assert relayed.ledger_before == relayed.ledger_after
+    assert "relayed model altered" in (tmp_path / "sealed" / "run" / "attack" / "journal.jsonl").read_text()
+
+    plain = tiny_config(tmp_path / "plain" / "run", *SEALED[:1], *SEALED[2:], *tamper)
+    schema, sites = prepare_sites(plain, late_seconds=0.0)
+    watch = WatchingTransport(InProcessTransport.from_sites(sites))
+    run_federation(plain, schema, watch, hook=attack_hook(plain))
+    merged = [w for w in watch.waves if w.sends[0].instruction.server_round == 2 and w.sends[0].instruction.merge]
+    assert merged and all(r.accepted for w in merged for r in w.replies)  # silently trained on altered weights
+
+
 # -- the pieces -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("peers", "fragment"),

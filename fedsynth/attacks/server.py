@@ -74,6 +74,8 @@ class ImprintTarget:
 def targets_for(attack: AttackConfig, schema: Schema, model: MultimodalGenerator) -> list[ImprintTarget]:
     """The layers a threat model plants and inverts (the honest control inverts the same layers as
     the weights-only server, unplanted)."""
+    if attack.threat_model == "tamper":
+        return []  # it alters relayed models; it inverts nothing
     if attack.threat_model == "code-shipping":
         return [
             ImprintTarget(
@@ -209,11 +211,31 @@ class MaliciousServer(Strategy):
         self.inner.load_state_dict(state)
 
     # -- the attack -----------------------------------------------------------------------------
-    def _attacking(self, server_round: int, phase: str) -> list[ImprintTarget]:
+    def _attacked(self, server_round: int) -> bool:
         rounds = self.attack.attacked_rounds()
-        if rounds is not None and server_round not in rounds:
+        return rounds is None or server_round in rounds
+
+    def _attacking(self, server_round: int, phase: str) -> list[ImprintTarget]:
+        if not self._attacked(server_round):
             return []
         return [t for t in self.targets if t.phase == phase]
+
+    def _tamper(self, send: Send) -> Send:
+        """The instruction with its relayed peer model altered: one byte of a sealed model flipped
+        (the receiver's authentication must catch it), or a plaintext one negated (it looks like
+        any trained model: no weight check can tell). The server's own weights are left alone."""
+        instruction = send.instruction
+        if instruction.sealed is not None:
+            blob = bytearray(instruction.sealed.blob)
+            blob[len(blob) // 2] ^= 0x01
+            altered = replace(instruction, sealed=replace(instruction.sealed, blob=bytes(blob)))
+        elif instruction.merge:
+            negated = [({k: -v for k, v in arrays.items()}, w) for arrays, w in instruction.merge]
+            altered = replace(instruction, merge=negated)
+        else:
+            return send
+        self.journal.note(instruction.server_round, send.hospital_id, "relay", "relayed model altered")
+        return replace(send, instruction=altered)
 
     def run_round(self, server_round: int, phase: str, hospitals: list[int]) -> RoundPlan:
         targets = self._attacking(server_round, phase)
@@ -222,6 +244,7 @@ class MaliciousServer(Strategy):
         # updates can be wild); the attack needs nothing from that training.
         networks = phase_networks(phase) if targets and self.attack.threat_model != "honest" else ()
         clean = {k: np.array(v, copy=True) for k, v in self.inner.weights.items() if k.split(".")[0] in networks}
+        tampering = self.attack.threat_model == "tamper" and self._attacked(server_round)
         plan = self.inner.run_round(server_round, phase, hospitals)
         sends = next(plan)
         try:
@@ -229,6 +252,8 @@ class MaliciousServer(Strategy):
                 sent: dict[int, Arrays] = {}
                 if targets:
                     sends = [self._rewrite(send, targets, sent) for send in sends]
+                if tampering:
+                    sends = [self._tamper(send) for send in sends]
                 replies: list[HospitalReply] = yield sends
                 for reply in replies:
                     if reply.hospital_id in sent and reply.weights is not None and reply.refused is None:
@@ -387,7 +412,7 @@ class AttackHook:
         return replace(job, architecture=BUILTIN_ARCHITECTURE)
 
     def strategy(self, inner: Strategy, job: Job, schema: Schema, run: RunFolder) -> Strategy:
-        if not self.attack.auxiliary and self.attack.threat_model != "honest":
+        if not self.attack.auxiliary and self.attack.threat_model not in ("honest", "tamper"):
             raise ConfigError(
                 f"attack.auxiliary: empty (the {self.attack.threat_model} server calibrates its bins on "
                 "records it holds: a fedsynth records file of public or synthetic records)"

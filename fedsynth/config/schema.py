@@ -337,7 +337,7 @@ class EvaluationConfig:
         _require(self.num_synthetic >= 10, "evaluation.num_synthetic", "at least 10 samples", self.num_synthetic)
 
 
-THREAT_MODELS = ("none", "honest", "code-shipping", "weights-only")
+THREAT_MODELS = ("none", "honest", "code-shipping", "weights-only", "tamper")
 
 
 @dataclass(frozen=True)
@@ -349,7 +349,9 @@ class AttackConfig:
     architecture with a linear imprint block in front of the image encoder and chooses the
     hyper-parameters), ``weights-only`` (honest code; the server writes imprint rows into layers
     the honest architecture has: the table encoder's first Linear, the latent discriminator's
-    first Linear). ``bins``: imprint rows (K). ``auxiliary``: a records file the server may hold
+    first Linear), ``tamper`` (an integrity attack on the ring: the server alters every model it
+    relays, flipping a byte of a sealed one or negating a plaintext one; nothing is inverted).
+    ``bins``: imprint rows (K). ``auxiliary``: a records file the server may hold
     (public or synthetic records, never the victims'); the bin thresholds are calibrated on it.
     ``rounds``: the rounds whose updates are inverted (comma-separated; empty: every round).
     ``batch_size``: the batch the server asks for (code-shipping; non-private sites draw exactly
@@ -362,7 +364,7 @@ class AttackConfig:
     ``table``, ``latent``); empty: all of them.
     """
 
-    threat_model: Literal["none", "honest", "code-shipping", "weights-only"] = "none"
+    threat_model: Literal["none", "honest", "code-shipping", "weights-only", "tamper"] = "none"
     bins: int = 10
     auxiliary: str = ""
     rounds: str = ""

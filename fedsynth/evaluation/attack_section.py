@@ -50,6 +50,7 @@ THREAT_MODELS: dict[str, str] = {
     ),
     "weights-only": "honest code, crafted weights in the table encoder / latent discriminator",
     "honest": "control: unmodified model, same inversion",
+    "tamper": "integrity attack: every model the server relayed between hospitals was altered",
 }
 
 #: How the distance of a true record to its closest reconstruction is measured, per target.

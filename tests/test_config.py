@@ -10,6 +10,7 @@ from flwr.common.config import flatten_dict
 
 from fedsynth.config import RunConfig, dumps_toml, from_flat, load_config, to_flat
 from fedsynth.errors import ConfigError
+from fedsynth.flower.server import RESUME_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,6 +19,7 @@ def test_pyproject_flower_defaults_equal_the_dataclass_defaults() -> None:
     """`flwr run .` reads [tool.flwr.app.config]; it must say what `fedsynth simulate` does."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     flower_view = flatten_dict(project["tool"]["flwr"]["app"]["config"])
+    assert flower_view.pop(RESUME_KEY) is False  # the ServerApp's own switch, not part of a run's config
     assert flower_view == to_flat(RunConfig())
     assert from_flat(flower_view) == RunConfig()
 

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from fedsynth.cli.bench import register as register_bench_command
 from fedsynth.cli.check_data import register as register_check_data_command
+from fedsynth.cli.deploy import register as register_deployment_commands
 from fedsynth.cli.keys import app as keys_app
 from fedsynth.cli.report import register as register_report_commands
 from fedsynth.config import dumps_toml, load_config
@@ -194,6 +195,7 @@ register_report_commands(app)
 register_bench_command(app)
 register_check_data_command(app)
 app.add_typer(keys_app, name="keys")
+register_deployment_commands(app)
 
 
 def main() -> None:

@@ -226,6 +226,9 @@ class FederationConfig:
     #: Ring: seal every relayed model end to end between neighbouring hospitals (a request: sites
     #: need a ring key and pinned neighbours; see fedsynth.site.ring).
     ring_sealed: bool = False
+    #: A deployment's node registry (written by ``fedsynth coordinator register``): the server
+    #: knows each hospital by the key the coordinator registered, not by what a node claims.
+    node_registry: str = ""
 
     def __post_init__(self) -> None:
         _require(self.num_hospitals >= 1, "federation.num_hospitals", "at least 1 hospital", self.num_hospitals)

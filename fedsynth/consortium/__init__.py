@@ -1,7 +1,7 @@
 """Keys and certificates for a real consortium deployment, and end-to-end sealing of ring payloads.
 
-A coordinator runs Flower's SuperLink; each hospital runs one SuperNode. This package makes what
-that needs, with no network access and no third party:
+A coordinator runs Flower's SuperLink; each hospital runs one SuperNode. This package makes and
+runs what that needs, with no third party:
 
 - :mod:`~fedsynth.consortium.pki`: a private certificate authority and the coordinator's TLS
   server certificate (hospitals trust only that authority);
@@ -10,7 +10,11 @@ that needs, with no network access and no third party:
 - :mod:`~fedsynth.consortium.layout`: the folder layout of a whole consortium's keys and its
   public manifest ``consortium.toml``;
 - :mod:`~fedsynth.consortium.sealing`: X25519 ring keys and the sealing of payloads passed from
-  hospital to hospital through the server, which then sees only ciphertext it cannot alter.
+  hospital to hospital through the server, which then sees only ciphertext it cannot alter;
+- :mod:`~fedsynth.consortium.coordinator` and :mod:`~fedsynth.consortium.registry`: the SuperLink's
+  command, connections, node registration and the registry by which the server knows hospitals;
+- :mod:`~fedsynth.consortium.site_node` and :mod:`~fedsynth.consortium.gate`: a hospital's SuperNode
+  from its site file, and the gate that runs only app bundles the site approved.
 
 Private key files are created with mode 0600 and never overwritten unless asked
 (:mod:`~fedsynth.consortium.files`). The command line (``fedsynth keys``) is a thin layer over this.

@@ -14,12 +14,16 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedsynth.attacks.server import attack_hook
 from fedsynth.config import RunConfig, from_flat
+from fedsynth.consortium.registry import NodeRegistry
 from fedsynth.data.records import Schema
 from fedsynth.errors import ConfigError
 from fedsynth.federation.flower_transport import GridTransport
 from fedsynth.federation.server import run_federation
 from fedsynth.progress import RoundPrinter
 from fedsynth.runfolder import RunFolder
+
+#: Run-config key (``flwr run``) asking the ServerApp to continue the run folder's last checkpoint.
+RESUME_KEY = "resume"
 
 
 def public_schema(config: RunConfig) -> Schema:
@@ -37,11 +41,14 @@ def build_server_app(config: RunConfig | None = None, resume: bool = False) -> S
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        cfg = config if config is not None else from_flat(context.run_config)
-        transport = GridTransport(grid, cfg.federation.num_hospitals)
+        flat = dict(context.run_config)
+        resuming = resume or bool(flat.pop(RESUME_KEY, False))  # `fedsynth coordinator run --resume`
+        cfg = config if config is not None else from_flat(flat)
+        registry = NodeRegistry.load(cfg.federation.node_registry) if cfg.federation.node_registry else None
+        transport = GridTransport(grid, cfg.federation.num_hospitals, registry=registry)
         with RoundPrinter(cfg) as printer:
             summary = run_federation(
-                cfg, public_schema(cfg), transport, on_round=printer.round_done, resume=resume, hook=attack_hook(cfg)
+                cfg, public_schema(cfg), transport, on_round=printer.round_done, resume=resuming, hook=attack_hook(cfg)
             )
             printer.finished(summary)
 

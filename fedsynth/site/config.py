@@ -15,6 +15,9 @@
     [faults]                   # simulation only: fedsynth.site.faults.SiteFaults
     late = "2"
 
+    [node]                     # a real site only: fedsynth.site.node.NodeConfig
+    superlink = "coordinator.example.org:9092"
+
     [ring]                     # sealed ring payloads: fedsynth.site.ring.RingSealing
     key = "ring.key"
     peers = ["1:BASE64_PUBLIC_KEY"]
@@ -32,6 +35,7 @@ from pathlib import Path
 from fedsynth.config.loading import build_dataclass, read_toml, to_nested
 from fedsynth.errors import ConfigError
 from fedsynth.site.faults import SiteFaults
+from fedsynth.site.node import NodeConfig
 from fedsynth.site.policy import SitePolicy
 from fedsynth.site.ring import RingSealing
 
@@ -48,6 +52,7 @@ class SiteConfig:
     device: str = "auto"
     policy: SitePolicy = field(default_factory=SitePolicy)
     faults: SiteFaults = field(default_factory=SiteFaults)
+    node: NodeConfig = field(default_factory=NodeConfig)
     ring: RingSealing = field(default_factory=RingSealing)
 
     def __post_init__(self) -> None:
@@ -85,7 +90,11 @@ class Site:
     @property
     def ring_key_path(self) -> Path | None:
         """The site's ring private key (``[ring] key``), resolved; None when the site has none."""
-        return (self.file.parent / self.config.ring.key).resolve() if self.config.ring.key.strip() else None
+        return self.path_of(self.config.ring.key) if self.config.ring.key.strip() else None
+
+    def path_of(self, relative: str) -> Path:
+        """A path the site file names, resolved against the site file's folder."""
+        return (self.file.parent / relative).resolve()
 
 
 def load_site(path: str | Path) -> Site:

@@ -69,6 +69,36 @@ def site_start(
     raise typer.Exit(code)
 
 
+@site_app.command("join")
+def site_join(
+    site_file: SiteFile,
+    superlink: Annotated[str, typer.Option(help="The coordinator's SuperLink as host:port.")],
+    ca: Annotated[Path, typer.Option(help="The consortium CA certificate (ca.pem).")],
+    node_key: Annotated[Path, typer.Option(help="This hospital's node.key (registered by the coordinator).")],
+    runtime_port: Annotated[int, typer.Option(help="Local port of the node's own Runtime API (127.0.0.1).")] = 9094,
+) -> None:
+    """Write the site file's [node] table: where the SuperLink is and which CA and key to use.
+
+    Keeps the approved app bundles already listed."""
+    import dataclasses
+
+    from fedsynth.site.config import load_site, write_site
+
+    try:
+        site = load_site(site_file)
+        node = dataclasses.replace(
+            site.config.node,
+            superlink=superlink,
+            root_certificates=str(ca.resolve()),
+            node_key=str(node_key.resolve()),
+            runtime_port=runtime_port,
+        )
+        write_site(dataclasses.replace(site.config, node=node), site.file)
+    except FedsynthError as e:
+        raise _fail(e) from e
+    console.print(f"hospital {site.hospital_id} joins {superlink} (CA {ca}, key {node_key})")
+
+
 @site_app.command("app-hash")
 def site_app_hash(
     app_dir: Annotated[Path, typer.Argument(help="The app folder (its pyproject.toml).")] = Path("."),

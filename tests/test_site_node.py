@@ -65,3 +65,36 @@ def test_the_superlink_runs_with_tls_node_authentication_and_a_database(tmp_path
     assert "--enable-supernode-auth" in command and "--insecure" not in command
     assert command[command.index("--database") + 1] == str(tmp_path / "link.db")
     assert command[command.index("--ssl-certfile") + 1] == str(tmp_path / "server.pem")
+
+
+def test_site_start_stops_on_sigterm_while_it_keeps_trying_to_join(tmp_path: Path) -> None:
+    """A supervised node that cannot reach its SuperLink keeps retrying; SIGTERM ends it cleanly
+    (a signal handler that waited on the process being waited for would hang here)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    path = _site(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # nothing listens there
+    text = path.read_text().replace('superlink = ""', f'superlink = "127.0.0.1:{dead}"')
+    path.write_text(text.replace("approved_apps = []", f'approved_apps = ["{"a" * 64}"]'))
+    fedsynth = str(Path(sys.executable).parent / "fedsynth")
+    command = [fedsynth, "site", "start", str(path), "--insecure", "--log-dir", str(tmp_path / "logs")]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        time.sleep(8)  # started, failed to connect, retrying
+        assert proc.poll() is None
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail("fedsynth site start did not stop on SIGTERM")
+    leftover = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True).stdout.split()
+    assert not leftover  # its SuperNode and gate are gone too

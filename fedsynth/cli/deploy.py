@@ -59,13 +59,14 @@ def site_start(
         node = start_site(load_site(site_file), insecure=insecure, log_dir=log_dir)
     except FedsynthError as e:
         raise _fail(e) from e
-    signal.signal(signal.SIGTERM, lambda *_: node.stop())
+    signal.signal(signal.SIGTERM, lambda *_: node.request_stop())
     console.print(f"hospital {node.site.hospital_id}: node started (SuperLink {node.site.config.node.superlink})")
     try:
         code = node.supervise(rejoin_seconds)
     except KeyboardInterrupt:
-        node.stop()
         code = 0
+    finally:
+        node.stop()
     raise typer.Exit(code)
 
 

@@ -151,6 +151,17 @@ class SiteNode:
                 return code
             self.launch()
 
+    def request_stop(self) -> None:
+        """Ask the processes to stop, from a signal handler: only flags and signals, no waiting
+        (the supervising loop may be inside ``wait()`` on the same process)."""
+        self.stopping = True
+        for proc in (self.gate, self.supernode):
+            if proc is not None and proc.returncode is None:
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping = True
         for proc in (self.gate, self.supernode):

@@ -102,9 +102,15 @@ class TrainConfig:
     #: image-basis releases; the latent-moments release gets the rest. Table-only data: both 0.
     gaussian_mean_share: float = 0.05
     gaussian_basis_share: float = 0.8
+    #: How a private step computes its per-sample clipped gradient sum: "hooks" (Opacus' per-sample
+    #: gradients, the reference) or "ghost" (per-sample norms without per-sample gradients, one
+    #: backward pass; see fedsynth.privacy.ghost). Both clip every record to max_grad_norm and add
+    #: the same noise: the privacy ledger does not depend on the engine.
+    dp_engine: Literal["hooks", "ghost"] = "ghost"
 
     def __post_init__(self) -> None:
         _require(self.optimizer in ("adam", "sgd"), "train.optimizer", "'adam' or 'sgd'", self.optimizer)
+        _require(self.dp_engine in ("hooks", "ghost"), "train.dp_engine", "'hooks' or 'ghost'", self.dp_engine)
         _require(self.sampling in ("poisson", "fixed"), "train.sampling", "'poisson' or 'fixed'", self.sampling)
         _require(self.schedule in ("gan", "gaussian"), "train.schedule", "'gan' or 'gaussian'", self.schedule)
         for name in ("gaussian_mean_share", "gaussian_basis_share"):
@@ -229,6 +235,10 @@ class FederationConfig:
     #: A deployment's node registry (written by ``fedsynth coordinator register``): the server
     #: knows each hospital by the key the coordinator registered, not by what a node claims.
     node_registry: str = ""
+    #: Precision of model weights on the wire, both directions: "float32" sends them exactly;
+    #: "float16" and "int8" (per-array absmax scale) round them in transit. Rounding a DP output
+    #: is post-processing: the ledger charges the same, the run's summary declares the rounding.
+    transfer_precision: Literal["float32", "float16", "int8"] = "float32"
 
     def __post_init__(self) -> None:
         _require(self.num_hospitals >= 1, "federation.num_hospitals", "at least 1 hospital", self.num_hospitals)
@@ -307,13 +317,30 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """Flower simulation resources and the torch device of every hospital."""
+    """Flower simulation resources and the torch device of every hospital.
+
+    ``ray_address`` (``host:port`` of a running Ray head, or ``auto``) attaches Flower's engine to
+    that existing Ray cluster instead of starting a private Ray instance; the cluster's own
+    ``--num-cpus``/``--num-gpus`` then bound the run (docs/scaling.md).
+    """
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     device: str = "auto"
+    ray_address: str = ""
+    #: In-process engine: resident worker processes (0: one per GPU when hospitals train on GPU,
+    #: else one per core; 1: every hospital in the server's process) and torch threads per worker
+    #: (0: the cores shared out between the workers). See fedsynth.simulation.workers.
+    workers: int = 0
+    threads: int = 0
 
     def __post_init__(self) -> None:
+        _require(
+            self.ray_address in ("", "auto") or _is_host_port(self.ray_address),
+            "simulation.ray_address",
+            "'' (a private Ray instance), 'auto' or the 'host:port' of a running Ray head",
+            self.ray_address,
+        )
         _require(self.num_cpus > 0, "simulation.num_cpus", "a positive number of CPUs per hospital", self.num_cpus)
         _require(self.num_gpus >= 0, "simulation.num_gpus", "a fraction of a GPU >= 0", self.num_gpus)
         _require(
@@ -322,6 +349,14 @@ class SimulationConfig:
             "'auto', 'cpu' or 'cuda[:N]'",
             self.device,
         )
+        _require(self.workers >= 0, "simulation.workers", "0 (automatic) or a number of workers", self.workers)
+        _require(self.threads >= 0, "simulation.threads", "0 (automatic) or a number of threads", self.threads)
+
+
+def _is_host_port(address: str) -> bool:
+    """``host:port`` with a non-empty host and a port in 1..65535 (what ``ray start --head`` prints)."""
+    host, _, port = address.rpartition(":")
+    return bool(host) and not any(c.isspace() for c in host) and port.isdigit() and 0 < int(port) < 65536
 
 
 @dataclass(frozen=True)

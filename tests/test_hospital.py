@@ -72,9 +72,15 @@ def test_dp_settings_match_the_ledger(records, tmp_path) -> None:
 
 
 def test_dp_step_clips_and_noises(records) -> None:
-    """Per-sample gradients are clipped to C before summing, then Gaussian noise of std sigma*C is added."""
+    """Per-sample gradients are clipped to C before summing, then Gaussian noise of std sigma*C is added
+    (the reference engine, whose per-sample gradients are visible; tests/test_fast_dpsgd.py holds the
+    ghost engine to it)."""
     sigma = 2.0
-    cfg = load_config(None, SMALL + [f"privacy.noise_multiplier={sigma}", "site_policy.lifetime_epsilon_budget=0"])
+    cfg = load_config(
+        None,
+        SMALL
+        + [f"privacy.noise_multiplier={sigma}", "site_policy.lifetime_epsilon_budget=0", 'train.dp_engine="hooks"'],
+    )
     h = Hospital(0, records, job_for(cfg, records), plan_of(cfg, records))
     net = h.discriminator
     net.use_randomness(SecureRandomness().mechanism(0))

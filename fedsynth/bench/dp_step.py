@@ -5,14 +5,18 @@ image-only and over a table-only schema of the phantom, so each modality's cost 
 latent discriminator (one (2, d) row per record: the real latent and its paired fake one). For each
 network, on the same batch and from the same initial weights:
 
-- ``fedsynth``: :class:`~fedsynth.privacy.dpsgd.DPNetwork` as a hospital builds it (Opacus'
-  ``GradSampleModule`` with per-sample hooks, a ``DPOptimizer`` whose Gaussian noise comes from the
-  operating system's entropy), one step = forward, summed loss, backward, clip, noise, Adam;
+- ``fedsynth``: :class:`~fedsynth.privacy.dpsgd.DPNetwork` as a hospital builds it with
+  ``train.dp_engine = "hooks"`` (Opacus' ``GradSampleModule`` with per-sample hooks, a
+  ``DPOptimizer`` whose Gaussian noise comes from the operating system's entropy), one step =
+  forward, summed loss, backward, clip, noise, Adam;
+- ``ghost``: the same with ``train.dp_engine = "ghost"`` (per-sample norms without per-sample
+  gradients, clipped sum by book-keeping; :mod:`fedsynth.privacy.ghost`), same noise and Adam;
 - ``plain``: the same network and optimizer without privacy (``DPNetwork(private=False)``);
 - ``opacus``: stock Opacus, ``PrivacyEngine().make_private`` with its defaults (hooks, torch's
   generator for the noise) and the same Adam settings.
 
-Ratios: DP/plain (what privacy costs) and fedsynth/Opacus (what fedsynth adds to stock Opacus).
+Ratios: DP/plain (what privacy costs) and fedsynth/Opacus (what fedsynth adds to stock Opacus), for
+each of fedsynth's two engines.
 Noise multiplier and clipping norm do not change the work of a step; they are fixed here.
 """
 
@@ -68,7 +72,7 @@ CUDA_SIZE = DPStepSize(batch_size=256, image_size=64, warmup=5, repeats=30)
 
 @dataclass(frozen=True)
 class DPStepRow:
-    """One network's three step costs and their ratios."""
+    """One network's four step costs and their ratios."""
 
     network: str
     parameters: int
@@ -76,6 +80,7 @@ class DPStepRow:
     fedsynth: StepCost
     plain: StepCost
     opacus: StepCost
+    ghost: StepCost
 
     @property
     def dp_over_plain_time(self) -> float:
@@ -92,6 +97,22 @@ class DPStepRow:
     @property
     def fedsynth_over_opacus_memory(self) -> float:
         return ratio(self.fedsynth.peak_bytes, self.opacus.peak_bytes)
+
+    @property
+    def ghost_over_plain_time(self) -> float:
+        return ratio(self.ghost.seconds, self.plain.seconds)
+
+    @property
+    def ghost_over_plain_memory(self) -> float:
+        return ratio(self.ghost.peak_bytes, self.plain.peak_bytes)
+
+    @property
+    def ghost_over_opacus_time(self) -> float:
+        return ratio(self.ghost.seconds, self.opacus.seconds)
+
+    @property
+    def ghost_over_opacus_memory(self) -> float:
+        return ratio(self.ghost.peak_bytes, self.opacus.peak_bytes)
 
 
 @dataclass(frozen=True)
@@ -160,8 +181,9 @@ def workloads(size: DPStepSize, device: torch.device, model: ModelConfig, train:
     ]
 
 
-def fedsynth_step(work: Workload, size: DPStepSize, private: bool) -> Callable[[], None]:
-    """fedsynth's step (``private``: as a hospital trains) or the same network's plain step."""
+def fedsynth_step(work: Workload, size: DPStepSize, private: bool, engine: str = "hooks") -> Callable[[], None]:
+    """fedsynth's step (``private``: as a hospital trains, with DP engine ``engine``) or the same
+    network's plain step."""
     net = DPNetwork(
         work.build(),
         lr=work.lr,
@@ -170,6 +192,7 @@ def fedsynth_step(work: Workload, size: DPStepSize, private: bool) -> Callable[[
         noise_multiplier=NOISE_MULTIPLIER,
         max_grad_norm=MAX_GRAD_NORM,
         expected_batch_size=size.batch_size,
+        engine=engine,
     )
     net.use_randomness(SecureRandomness().mechanism(0))
     return lambda: net.step(work.loss(net.forward))
@@ -218,10 +241,19 @@ def bench_dp_steps(
                 "fedsynth": fedsynth_step(work, size, private=True),
                 "plain": fedsynth_step(work, size, private=False),
                 "opacus": opacus_step(work, size),
+                "ghost": fedsynth_step(work, size, private=True, engine="ghost"),
             }
             cost = measure_steps(steps, device, size.warmup, size.repeats)
             parameters = sum(p.numel() for p in work.build().parameters())
             rows.append(
-                DPStepRow(work.name, parameters, size.batch_size, cost["fedsynth"], cost["plain"], cost["opacus"])
+                DPStepRow(
+                    work.name,
+                    parameters,
+                    size.batch_size,
+                    cost["fedsynth"],
+                    cost["plain"],
+                    cost["opacus"],
+                    cost["ghost"],
+                )
             )
     return rows

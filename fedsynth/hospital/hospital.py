@@ -78,6 +78,7 @@ class Hospital:
             max_grad_norm=plan.max_grad_norm,
             expected_batch_size=plan.normalizer,
             optimizer=t.optimizer,
+            engine=t.dp_engine,
         )
         self.autoencoder = DPNetwork(self.model.autoencoder, lr=t.lr_autoencoder, betas=(0.9, 0.999), **common)
         self.discriminator = DPNetwork(self.model.discriminator, lr=t.lr_discriminator, **common)

@@ -102,6 +102,11 @@ class RoundInstruction:
     with the aggregation rule to use and the weight of each side.
     ``sealed``: in a sealed ring, the peer model to merge, sealed for this hospital (instead of
     ``merge``); the hospital opens it and merges it as it would merge ``merge``.
+    ``ledger_known`` / ``ledger_digest``: how many of the site's ledger events the server already
+    holds, and a digest of them (:func:`fedsynth.federation.ledger_delta.history_digest`); the
+    reply then carries only the events after those (wire encoding only, never part of the work).
+    ``transfer_precision``: how weights travel on the wire, both ways ("float32" exact, "float16",
+    "int8"; see :mod:`fedsynth.federation.packing`).
     """
 
     server_round: int
@@ -113,6 +118,9 @@ class RoundInstruction:
     own_weight: float = 1.0
     job: Job | None = None
     sealed: SealedModel | None = None
+    ledger_known: int = 0
+    ledger_digest: str = ""
+    transfer_precision: str = "float32"
 
 
 @dataclass
@@ -127,6 +135,9 @@ class HospitalReply:
     would have run) for this run; ``refused``: the reason when the site refused.
     ``sealed``: in a sealed ring, the hospital's full model sealed for each pinned neighbour (by
     receiver id), sent instead of ``weights``.
+    ``ledger_base``: 0 when ``ledger`` is the full history; after the wire, the number of leading
+    events left out because the server already holds them (the coordinator puts them back before
+    anything reads the ledger; see :mod:`fedsynth.federation.ledger_delta`).
     """
 
     hospital_id: int
@@ -138,6 +149,7 @@ class HospitalReply:
     plan: dict = field(default_factory=dict)
     refused: str | None = None
     sealed: dict[int, bytes] = field(default_factory=dict)
+    ledger_base: int = 0
 
     @property
     def accepted(self) -> bool:
@@ -149,7 +161,8 @@ def instruction_digest(instruction: RoundInstruction) -> str:
 
     A hospital that receives an instruction it has already answered (the server crashed after the
     hospital replied and resumed) recognises it by this digest and re-sends its stored reply: no
-    new computation on patient data, so nothing new to account for.
+    new computation on patient data, so nothing new to account for. How the reply travels
+    (``ledger_known``, ``ledger_digest``, ``transfer_precision``) is not part of the work asked.
     """
     h = hashlib.sha256()
     head = (

@@ -3,17 +3,18 @@
 A real simulated hospital (a site written by :func:`~fedsynth.simulation.sites.prepare_sites`,
 served by its :class:`~fedsynth.hospital.service.HospitalService`) trains every round of a run;
 the server's side is played by loading each reply's arrays into the model it sends next (FedAvg
-over one hospital). For the last round of each phase (the longest ledger a reply of that phase
-carries) the table gives:
+over one hospital) and, as the coordinator does, telling the site how many of its ledger events it
+already holds. For the last round of each phase the table gives:
 
 - ``reply`` (uplink, the update): :func:`fedsynth.federation.wire.content_nbytes` of the reply's
   content against the summed ``nbytes`` of the arrays it returns;
 - ``instruction`` (downlink): the same for the instruction, whose arrays are the whole model.
 
-The difference splits into what serializing the arrays adds (names, dtypes, shapes, protobuf
-framing) and the message's other records: the job (instruction), or the ledger, plan and metrics
-(reply; the ledger is the site's whole history, so it grows by one event per round). Steps per round do not change the
-sizes, so the run trains one local step per round.
+The difference splits into what serializing the arrays adds (the packed buffers' framing and the
+manifest of names, dtypes, shapes and offsets: :mod:`fedsynth.federation.packing`) and the
+message's other records: the job (instruction), or the ledger events the server lacks, plan and
+metrics (reply). Steps per round do not change the sizes, so the run trains one local step per
+round. Weights travel exactly (``federation.transfer_precision`` as configured, float32 by default).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from flwr.app import RecordDict
 from fedsynth.bench.measure import ratio
 from fedsynth.config import RunConfig, load_config
 from fedsynth.federation import wire
+from fedsynth.federation.ledger_delta import mark_of, rebuild
 from fedsynth.federation.server import make_job
 from fedsynth.hospital.service import HospitalService
 from fedsynth.models.architectures import build_architecture
+from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.protocol import Arrays, RoundInstruction
 from fedsynth.simulation.sites import prepare_sites
 
@@ -62,18 +65,18 @@ class CommunicationRow:
     server_round: int
     arrays: int
     raw_bytes: int
-    #: The serialized size of the message's arrays alone (names, dtypes, shapes, framing included).
+    #: The serialized size of the message's arrays alone (packed buffers and their manifest).
     array_record_bytes: int
     wire_bytes: int
 
     @property
     def framing_bytes(self) -> int:
-        """What serializing the arrays adds: names, dtypes, shapes, protobuf framing."""
+        """What serializing the arrays adds: the manifest (names, dtypes, shapes, offsets), framing."""
         return self.array_record_bytes - self.raw_bytes
 
     @property
     def metadata_bytes(self) -> int:
-        """Everything else: the job (instruction); ledger, plan and metrics (reply)."""
+        """Everything else: the job (instruction); new ledger events, plan and metrics (reply)."""
         return self.wire_bytes - self.array_record_bytes
 
     @property
@@ -103,25 +106,39 @@ def schedule_rows(schedule: str, config: RunConfig) -> list[CommunicationRow]:
     job = make_job(config, schema, run_id="bench")
     weights = build_architecture(job.architecture, schema, job.model, job.seed, job.architecture_options).weights()
     last: dict[str, list[CommunicationRow]] = {}
+    held = None
+    precision = config.federation.transfer_precision
     for server_round in range(1, config.train.num_rounds + 1):
         phase = config.train.phase_of_round(server_round)
-        instruction = RoundInstruction(server_round, phase, weights=dict(weights), job=job)
+        known, digest = mark_of(held)
+        instruction = RoundInstruction(
+            server_round,
+            phase,
+            weights=dict(weights),
+            job=job,
+            ledger_known=known,
+            ledger_digest=digest,
+            transfer_precision=precision,
+        )
         sent = wire.instruction_to_content(instruction)
-        reply = service.handle(wire.content_to_instruction(sent))
+        received = wire.content_to_instruction(sent)
+        reply = service.handle(received)
         if reply.refused is not None:
             raise RuntimeError(f"the benchmark's hospital refused round {server_round}: {reply.refused}")
+        answer = wire.reply_to_content(reply, received)
+        decoded = wire.content_to_reply(answer)
+        held = PrivacyLedger.from_dict(rebuild(decoded.ledger, decoded.ledger_base, held, decoded.hospital_id))
         last[phase] = [
-            _row(schedule, phase, "reply", server_round, reply.weights, wire.reply_to_content(reply)),
+            _row(schedule, phase, "reply", server_round, reply.weights, answer),
             _row(schedule, phase, "instruction", server_round, instruction.weights, sent),
         ]
-        weights.update(reply.weights or {})
+        weights.update(decoded.weights or {})
     return [row for rows in last.values() for row in rows]
 
 
 def _row(
     schedule: str, phase: str, direction: str, server_round: int, arrays: Arrays | None, content: RecordDict
 ) -> CommunicationRow:
-    alone = RecordDict({"arrays": content.array_records["arrays"]}) if "arrays" in content.array_records else None
     return CommunicationRow(
         schedule=schedule,
         phase=phase,
@@ -129,6 +146,6 @@ def _row(
         server_round=server_round,
         arrays=len(arrays or {}),
         raw_bytes=raw_nbytes(arrays),
-        array_record_bytes=wire.content_nbytes(alone) if alone is not None else 0,
+        array_record_bytes=wire.arrays_nbytes(content),
         wire_bytes=wire.content_nbytes(content),
     )

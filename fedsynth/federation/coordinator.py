@@ -8,6 +8,9 @@ delivers them, and the coordinator
   (uplink/downlink), the simulated communication time under the network model, the Federated
   Consistency (dispersion of the hospitals' models), lost work, and why a hospital failed (one plain
   line, :func:`~fedsynth.federation.failures.plain_reason`),
+- tells each hospital how many of its ledger events it holds and puts them back in front of the
+  events a reply carries (:mod:`~fedsynth.federation.ledger_delta`), so everything downstream sees
+  each site's full ledger; a reply whose ledger cannot be rebuilt is a failure of that hospital,
 - persists a server checkpoint after every round so a killed run can resume,
 - runs the strategy's release after the last round, when it has one (a sealed ring collects each
   hospital's final model there), logged as one ``"kind": "release"`` line.
@@ -25,6 +28,7 @@ from fedsynth.errors import FedsynthError
 from fedsynth.federation.checkpoint import ServerCheckpoint
 from fedsynth.federation.consistency import weight_dispersion
 from fedsynth.federation.failures import plain_reason
+from fedsynth.federation.ledger_delta import LedgerDeltaError, mark_of, rebuild
 from fedsynth.federation.network import NetworkModel, Transfer, exchange_waves, parse_site_overrides, round_wall_time
 from fedsynth.federation.strategy import RoundOutcome, RoundPlan, Send, Strategy
 from fedsynth.federation.transport import Exchange, Transport
@@ -185,9 +189,10 @@ class Coordinator:
         max_bytes = int(self.config.federation.max_update_mb * 1e6)
         traffic = _Traffic()
         try:
-            sends = self._with_job(next(plan))
+            sends = self._with_job(next(plan), result)
             while True:
                 exchange = self.transport.exchange(sends, timeout=self.config.federation.round_timeout)
+                self._rebuild_ledgers(exchange, result)
                 traffic.failures.update({h: plain_reason(r) for h, r in exchange.failures.items()})
                 accepted = self._screen(exchange, reference, max_bytes, hospitals, traffic.rejected)
                 self._count(sends, exchange, traffic)
@@ -195,14 +200,43 @@ class Coordinator:
                     self._record_reply(server_round, reply, result)
                     self._log_hospital(server_round, phase, reply, exchange, traffic.rejected.get(reply.hospital_id))
                 traffic.models += [r.weights for r in accepted if r.weights is not None and r.refused is None]
-                sends = self._with_job(plan.send(accepted))
+                sends = self._with_job(plan.send(accepted), result)
         except StopIteration as stop:
             outcome: RoundOutcome = stop.value
         return outcome, traffic
 
-    def _with_job(self, sends: list[Send]) -> list[Send]:
-        """Every instruction carries the run's job (the strategies know nothing of it)."""
-        return [replace(s, instruction=replace(s.instruction, job=self.job)) for s in sends]
+    def _with_job(self, sends: list[Send], result: FederationResult) -> list[Send]:
+        """Every instruction carries the run's job (the strategies know nothing of it), the run's
+        transfer precision, and how much of the receiving site's ledger the server holds."""
+        out = []
+        for s in sends:
+            known, digest = mark_of(result.ledgers.get(s.hospital_id))
+            instruction = replace(
+                s.instruction,
+                job=self.job,
+                ledger_known=known,
+                ledger_digest=digest,
+                transfer_precision=self.config.federation.transfer_precision,
+            )
+            out.append(replace(s, instruction=instruction))
+        return out
+
+    @staticmethod
+    def _rebuild_ledgers(exchange: Exchange, result: FederationResult) -> None:
+        """Put the events the server holds back in front of each reply's ledger delta; a reply whose
+        delta does not extend what the server holds becomes a failure of that hospital."""
+        kept = []
+        for reply in exchange.replies:
+            try:
+                reply.ledger = rebuild(
+                    reply.ledger, reply.ledger_base, result.ledgers.get(reply.hospital_id), reply.hospital_id
+                )
+            except LedgerDeltaError as e:
+                exchange.failures[reply.hospital_id] = str(e)
+                continue
+            reply.ledger_base = 0
+            kept.append(reply)
+        exchange.replies[:] = kept
 
     @staticmethod
     def _record_reply(server_round: int, reply: HospitalReply, result: FederationResult) -> None:

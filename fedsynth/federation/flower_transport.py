@@ -113,7 +113,11 @@ class GridTransport:
             if reply.has_error():
                 out.failures[hid] = f"error reply: {reply.error.reason}"
                 continue
-            decoded = wire.content_to_reply(reply.content)
+            try:
+                decoded = wire.content_to_reply(reply.content)
+            except wire.ManifestError as e:
+                out.failures[hid] = f"malformed reply: {e}"
+                continue
             if decoded.hospital_id != hid:  # the server knows a hospital by its node, not by its claim
                 out.failures[hid] = f"reply claims to be hospital {decoded.hospital_id}"
                 continue

@@ -21,6 +21,7 @@ from typing import Protocol
 from fedsynth.config.schema import RunConfig
 from fedsynth.data.records import Schema
 from fedsynth.federation.coordinator import Coordinator, FederationResult
+from fedsynth.federation.packing import MIN_ROUNDED_SIZE
 from fedsynth.federation.privacy_report import HospitalPrivacy, privacy_document
 from fedsynth.federation.registry import make_strategy
 from fedsynth.federation.strategy import Strategy
@@ -146,7 +147,7 @@ def finalize(
         "num_hospitals": config.federation.num_hospitals,
         "rounds": result.rounds_run,
         "num_synthetic": len(synthetic),
-        "communication": communication_totals(run),
+        "communication": {**communication_totals(run), **transfer_declaration(config)},
     }
     run.write_summary(summary)
     return summary
@@ -169,6 +170,20 @@ def privacy_summary(privacy: dict) -> dict:
         "delta": max(deltas) if deltas else None,
         "refusals": privacy["refusals"],
     }
+
+
+def transfer_declaration(config: RunConfig) -> dict:
+    """How weights travelled: exactly, or rounded in transit (post-processing of DP outputs, after
+    the sites added their noise: the ledger and privacy.json are the same either way)."""
+    precision = config.federation.transfer_precision
+    declared: dict = {"transfer_precision": precision}
+    if precision != "float32":
+        declared["transfer_note"] = (
+            f"model weights were rounded to {precision} on the wire, both ways (arrays under "
+            f"{MIN_ROUNDED_SIZE} values and "
+            "non-finite ones exactly): post-processing of the sites' DP outputs, charged nothing"
+        )
+    return declared
 
 
 def communication_totals(run: RunFolder) -> dict:

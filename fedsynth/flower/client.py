@@ -64,7 +64,8 @@ def build_client_app(sites_dir: Path | None = None, mods: list | None = None) ->
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         service = service_for(context)
-        reply = service.handle(wire.content_to_instruction(msg.content))
-        return Message(content=wire.reply_to_content(reply), reply_to=msg)
+        instruction = wire.content_to_instruction(msg.content)
+        reply = service.handle(instruction)
+        return Message(content=wire.reply_to_content(reply, instruction), reply_to=msg)
 
     return app

@@ -34,12 +34,13 @@ class InProcessTransport:
         for send in sends:
             content = wire.instruction_to_content(send.instruction)
             out.bytes_down[send.hospital_id] = wire.content_nbytes(content)
+            instruction = wire.content_to_instruction(content)  # what the site receives
             try:
-                reply = self.services[send.hospital_id].handle(wire.content_to_instruction(content))
+                reply = self.services[send.hospital_id].handle(instruction)
             except (HospitalUnavailable, HospitalLate) as e:
                 out.failures[send.hospital_id] = str(e)
                 continue
-            reply_content = wire.reply_to_content(reply)
+            reply_content = wire.reply_to_content(reply, instruction)
             out.bytes_up[send.hospital_id] = wire.content_nbytes(reply_content)
             out.replies.append(wire.content_to_reply(reply_content))
         return out

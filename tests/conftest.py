@@ -29,6 +29,7 @@ TINY = [
     "evaluation.centralized_baseline=false",
     "privacy.sample_rate=0.2",
     'simulation.device="cpu"',
+    "simulation.workers=1",
 ]
 
 #: Opt-in reproducible noise (simulation studies only) for tests that compare runs bit for bit.

@@ -45,17 +45,22 @@ def test_dp_step_rows_are_finite_positive_and_ratios_are_quotients(dp_rows: list
     assert [r.network for r in dp_rows] == list(NETWORKS)
     for row in dp_rows:
         assert row.parameters > 0 and row.batch_size == TINY_STEP.batch_size
-        for cost in (row.fedsynth, row.plain, row.opacus):
+        for cost in (row.fedsynth, row.plain, row.opacus, row.ghost):
             assert isinstance(cost, StepCost) and cost.steps == TINY_STEP.repeats
             assert math.isfinite(cost.seconds) and cost.seconds > 0
             assert cost.peak_bytes >= 0
         assert row.fedsynth.peak_bytes > 0  # per-sample gradients are allocated in every DP step
+        assert row.ghost_over_plain_time == pytest.approx(row.ghost.seconds / row.plain.seconds)
+        assert row.ghost_over_opacus_time == pytest.approx(row.ghost.seconds / row.opacus.seconds)
+        assert _same(row.ghost_over_plain_memory, ratio(row.ghost.peak_bytes, row.plain.peak_bytes))
+        assert _same(row.ghost_over_opacus_memory, ratio(row.ghost.peak_bytes, row.opacus.peak_bytes))
         assert row.dp_over_plain_time == pytest.approx(row.fedsynth.seconds / row.plain.seconds)
         assert row.fedsynth_over_opacus_time == pytest.approx(row.fedsynth.seconds / row.opacus.seconds)
         assert _same(row.dp_over_plain_memory, ratio(row.fedsynth.peak_bytes, row.plain.peak_bytes))
         assert _same(row.fedsynth_over_opacus_memory, ratio(row.fedsynth.peak_bytes, row.opacus.peak_bytes))
     table = dp_step_tables(dp_rows, TINY_STEP, torch.device("cpu"))
-    assert all(name in table for name in NETWORKS) and "fedsynth / Opacus" in table
+    assert all(name in table for name in NETWORKS)
+    assert "ghost / Opacus" in table and "hooks / plain" in table and "fedsynth ghost MB" in table
 
 
 def test_communication_rows_count_real_messages(communication_rows: list[CommunicationRow]) -> None:
@@ -90,3 +95,47 @@ def test_sizes_and_tables_are_checked() -> None:
         DPStepSize(repeats=0)
     done = CliRunner().invoke(app, ["bench", "--table", "nonsense"])
     assert done.exit_code == 2 and "unknown table" in done.output
+
+
+def test_the_plain_loop_does_the_same_work_as_the_engine(tmp_path) -> None:
+    """The engines table's baseline trains exactly what the engine trains: same seeds, same final
+    weights (so the ratio compares equal work)."""
+    from fedsynth.bench.engines import EngineSize, bench_config, plain_loop
+    from fedsynth.simulation import simulate_in_process
+    from fedsynth.simulation.sites import prepare_sites
+
+    size = EngineSize(hospitals=(2,), records_per_hospital=40, rounds=2, local_steps=2, batch_size=8, image_size=16)
+    reproducible = ["privacy.reproducible_noise=true", "site_policy.allow_reproducible_noise=true"]
+    config = bench_config(2, size, tmp_path / "plain", *reproducible)
+    schema, sites = prepare_sites(config, late_seconds=0.0)
+    plain = plain_loop(config, schema, sites)
+    engine = bench_config(2, size, tmp_path / "engine", "simulation.workers=1", *reproducible)
+    simulate_in_process(engine)
+    with np.load(tmp_path / "engine" / "model" / "weights.npz") as saved:
+        assert set(saved.files) == set(plain)
+        for name in saved.files:
+            np.testing.assert_allclose(saved[name], plain[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_engines_table_rows_are_consistent(tmp_path) -> None:
+    from fedsynth.bench.engines import EngineSize, bench_engines, engine_rows, engine_tables
+
+    size = EngineSize(
+        hospitals=(2,),
+        records_per_hospital=40,
+        rounds=1,
+        local_steps=1,
+        batch_size=8,
+        image_size=16,
+        variants=("plain loop", "in-process, 1 worker", "in-process, workers"),
+    )
+    runs = bench_engines(size)
+    rows = engine_rows(runs)
+    assert [r["variant"] for r in rows] == list(size.variants)
+    plain = rows[0]["seconds"]
+    for row in rows:
+        assert row["seconds"] > 0 and _same(row["ratio"], row["seconds"] / plain)
+    text = engine_tables(runs, size)
+    assert "| 2 | in-process, workers |" in text and "Hospitals vs time and memory" in text
+    with pytest.raises(ValueError, match="unknown engine variant"):
+        EngineSize(variants=("spark",))

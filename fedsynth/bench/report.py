@@ -16,9 +16,10 @@ import torch
 
 from fedsynth.bench.communication import CommunicationRow, bench_communication
 from fedsynth.bench.dp_step import CPU_SIZE, CUDA_SIZE, DPStepRow, DPStepSize, bench_dp_steps
+from fedsynth.bench.engines import EngineSize, bench_engines, engine_tables
 
 #: Table names, in the order they are printed.
-TABLES = ("dp-step", "communication")
+TABLES = ("dp-step", "communication", "engines")
 
 #: The communication goal of issue #15: serialized bytes at most this multiple of the raw bytes.
 COMMUNICATION_GOAL = 1.02
@@ -38,8 +39,11 @@ def dp_step_size(
     return replace(default, **{k: v for k, v in chosen.items() if v is not None})
 
 
-def bench_report(tables: Sequence[str], device: torch.device, size: DPStepSize) -> str:
-    """Measure ``tables`` (names from :data:`TABLES`) and return them as Markdown."""
+def bench_report(
+    tables: Sequence[str], device: torch.device, size: DPStepSize, engines: EngineSize | None = None
+) -> str:
+    """Measure ``tables`` (names from :data:`TABLES`) and return them as Markdown; ``engines``: the
+    federations of the engines table (default :class:`~fedsynth.bench.engines.EngineSize`)."""
     unknown = sorted(set(tables) - set(TABLES))
     if unknown:
         raise ValueError(f"unknown table(s) {unknown} (expected some of {list(TABLES)})")
@@ -48,6 +52,9 @@ def bench_report(tables: Sequence[str], device: torch.device, size: DPStepSize) 
         parts.append(dp_step_tables(bench_dp_steps(size, device), size, device))
     if "communication" in tables:
         parts.append(communication_table(bench_communication()))
+    if "engines" in tables:
+        engines = engines or EngineSize()
+        parts.append(engine_tables(bench_engines(engines, log=_progress), engines))
     return "\n\n".join(parts) + "\n"
 
 
@@ -64,7 +71,8 @@ def machine_line(device: torch.device) -> str:
 
 
 def dp_step_tables(rows: list[DPStepRow], size: DPStepSize, device: torch.device) -> str:
-    """Two tables: time per step and peak memory per step, fedsynth's DP step against each baseline."""
+    """Two tables: time per step and peak memory per step, fedsynth's DP step on each engine
+    (``hooks``: Opacus' per-sample gradients; ``ghost``: ghost norms) against each baseline."""
     memory = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "resident-set peak (VmHWM)"
     head = (
         f"### DP step vs plain step vs stock Opacus ({device.type}, batch {size.batch_size}, "
@@ -74,21 +82,27 @@ def dp_step_tables(rows: list[DPStepRow], size: DPStepSize, device: torch.device
         [
             "network",
             "parameters",
-            "fedsynth DP ms",
             "plain ms",
             "stock Opacus ms",
-            "DP / plain",
-            "fedsynth / Opacus",
+            "fedsynth hooks ms",
+            "fedsynth ghost ms",
+            "hooks / plain",
+            "ghost / plain",
+            "hooks / Opacus",
+            "ghost / Opacus",
         ],
         [
             [
                 r.network,
                 f"{r.parameters:,}",
-                _ms(r.fedsynth.seconds),
                 _ms(r.plain.seconds),
                 _ms(r.opacus.seconds),
+                _ms(r.fedsynth.seconds),
+                _ms(r.ghost.seconds),
                 _x(r.dp_over_plain_time),
+                _x(r.ghost_over_plain_time),
                 _x(r.fedsynth_over_opacus_time),
+                _x(r.ghost_over_opacus_time),
             ]
             for r in rows
         ],
@@ -96,20 +110,26 @@ def dp_step_tables(rows: list[DPStepRow], size: DPStepSize, device: torch.device
     memory_table = _markdown(
         [
             "network",
-            "fedsynth DP MB",
             "plain MB",
             "stock Opacus MB",
-            "DP / plain",
-            "fedsynth / Opacus",
+            "fedsynth hooks MB",
+            "fedsynth ghost MB",
+            "hooks / plain",
+            "ghost / plain",
+            "hooks / Opacus",
+            "ghost / Opacus",
         ],
         [
             [
                 r.network,
-                _mb(r.fedsynth.peak_bytes),
                 _mb(r.plain.peak_bytes),
                 _mb(r.opacus.peak_bytes),
+                _mb(r.fedsynth.peak_bytes),
+                _mb(r.ghost.peak_bytes),
                 _x(r.dp_over_plain_memory),
+                _x(r.ghost_over_plain_memory),
                 _x(r.fedsynth_over_opacus_memory),
+                _x(r.ghost_over_opacus_memory),
             ]
             for r in rows
         ],
@@ -175,3 +195,10 @@ def _mb(nbytes: int) -> str:
 
 def _x(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.2f}x"
+
+
+def _progress(message: str) -> None:
+    """Which engine variant is running (stderr), since the engines table takes minutes."""
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[cyan]bench[/cyan] {message}", highlight=False)

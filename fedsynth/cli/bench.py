@@ -23,7 +23,13 @@ communication: a real simulated hospital trains every round of the gan and gauss
 for each phase's last round, the serialized bytes of the reply (the update) and of the instruction
 against the raw bytes of the arrays they carry, and their ratio (issue #15's goal: at most 1.02x).
 
-The defaults take about a minute per table on a 2-core CPU. Numbers depend on the machine and its
+engines: N hospitals (--hospitals, default 3, 8 and 32) train the same DP-SGD rounds in one plain
+loop, in fedsynth's in-process engine (one worker, and resident workers), in Flower's engine, and
+in a straightforward Flower + Opacus assembly that rebuilds per round: wall time and its ratio to
+the plain loop, and peak memory per hospital.
+
+The dp-step and communication tables take about a minute each on a 2-core CPU; engines takes
+longer (the 32-hospital federations dominate). Numbers depend on the machine and its
 load; nothing is asserted.
 """
 
@@ -42,10 +48,14 @@ def register(app: typer.Typer) -> None:
         warmup: Annotated[int | None, typer.Option(help="Untimed steps first (default: 3 CPU, 5 GPU).")] = None,
         repeats: Annotated[int | None, typer.Option(help="Timed steps per variant (default: 10 CPU, 30 GPU).")] = None,
         threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's own).")] = None,
+        hospitals: Annotated[
+            str, typer.Option(help="Engines table: the hospital counts to measure, comma-separated.")
+        ] = "3,8,32",
         out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the tables to this file.")] = None,
     ) -> None:
         import torch
 
+        from fedsynth.bench.engines import EngineSize
         from fedsynth.bench.report import TABLES, bench_report, dp_step_size
 
         target = torch.device(device)
@@ -56,7 +66,10 @@ def register(app: typer.Typer) -> None:
             torch.set_num_threads(threads)
         try:
             size = dp_step_size(target, batch_size, image_size, warmup, repeats)
-            text = bench_report(table or list(TABLES), target, size)
+            if not all(h.strip().isdigit() for h in hospitals.split(",")):
+                raise ValueError(f"--hospitals {hospitals!r}: expected comma-separated hospital counts, e.g. 3,8,32")
+            counts = tuple(int(h) for h in hospitals.split(","))
+            text = bench_report(table or list(TABLES), target, size, EngineSize(hospitals=counts))
         except ValueError as e:
             console.print(f"[red]error:[/red] {e}")
             raise typer.Exit(2) from e

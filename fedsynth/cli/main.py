@@ -142,8 +142,12 @@ def prepare(
 
     Writes DIR/schema.json (the consortium's public schema, all the server reads), DIR/config.toml,
     and DIR/sites/hospital-i/ (each hospital's own records and site.toml: policy, device, faults).
-    Then: FEDSYNTH_SITES_DIR=DIR/sites flwr run . --run-config 'out_dir="DIR"', and afterwards
-    `fedsynth audit DIR` for the scores that need real records.
+    Then, before the first `flwr` command starts Flower's local SuperLink (it keeps that
+    environment): export FEDSYNTH_SITES_DIR=$PWD/DIR/sites and
+    FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 (train in this environment); `flwr federation
+    simulation-config @none/default local --num-supernodes N --client-resources-num-cpus 1`;
+    `flwr run . --stream --run-config 'out_dir="DIR"'`; afterwards `fedsynth audit DIR` for the
+    scores that need real records. The README and docs/scaling.md give the whole recipe.
     """
     from fedsynth.runfolder import RunFolder
     from fedsynth.simulation.sites import LATE_MARGIN_SECONDS, prepare_sites

@@ -81,6 +81,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from fedsynth.evaluation.report import EVALUATION_JSON, audit_dir, legacy_files, render_report
+        from fedsynth.progress import PhaseProgress
 
         for path in legacy_files(run_dir):
             console.print(
@@ -92,9 +93,14 @@ def register(app: typer.Typer) -> None:
         try:
             if not reuse:
                 _score_attack(run_dir)
-            with console.status(f"re-rendering {run_dir}" if reuse else f"evaluating {run_dir}"):
+            with PhaseProgress(console) as progress:  # the evaluation's steps, on a terminal only
                 out = render_report(
-                    run_dir, reuse=reuse, tsne=tsne, local_utility=local_utility, save_arrays=save_arrays
+                    run_dir,
+                    reuse=reuse,
+                    tsne=tsne,
+                    local_utility=local_utility,
+                    save_arrays=save_arrays,
+                    progress=progress,
                 )
         except FedsynthError as e:
             _print_error(e)

@@ -42,6 +42,7 @@ from fedsynth.evaluation.embedding import embedding_view
 from fedsynth.evaluation.features import PIXEL_DESCRIPTION, fit_embedding, pixel_space
 from fedsynth.evaluation.run import RealData, RunData, load_run
 from fedsynth.evaluation.sample_size import evaluation_size_verdict
+from fedsynth.progress import PhaseProgress
 
 #: The audit folder inside a run folder: everything the report writes goes here.
 AUDIT_DIR = "audit"
@@ -367,18 +368,23 @@ def _reconstruction_verdict(attack: dict[str, Any]) -> dict[str, str]:
 
 
 def evaluate(
-    run: RunData, *, tsne: bool = True, local_utility: bool = True
+    run: RunData, *, tsne: bool = True, local_utility: bool = True, progress: PhaseProgress | None = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Compute every metric for a loaded run: (evaluation dict, arrays for the plots).
+
+    Its six steps (feature spaces, utility, fidelity, memorization, privacy, 2-D views) are shown
+    on ``progress`` when given (:class:`~fedsynth.progress.PhaseProgress`, a terminal only).
 
     BLAS and OpenMP run single-threaded: the work is many small problems, and on a shared machine
     spinning OpenMP threads made t-SNE 10x slower than one thread.
     """
     with threadpool_limits(limits=1):
-        return _evaluate(run, tsne=tsne, local_utility=local_utility)
+        return _evaluate(run, tsne=tsne, local_utility=local_utility, progress=progress or PhaseProgress(enabled=False))
 
 
-def _evaluate(run: RunData, *, tsne: bool, local_utility: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _evaluate(
+    run: RunData, *, tsne: bool, local_utility: bool, progress: PhaseProgress
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The body of :func:`evaluate`."""
     seed = run.seed
     train, holdout, syn = run.train, run.holdout, run.synthetic
@@ -394,11 +400,13 @@ def _evaluate(run: RunData, *, tsne: bool, local_utility: bool) -> tuple[dict[st
     notes = list(run.notes)
 
     # feature spaces
+    progress.phase("report", 6, "feature spaces")
     space = fit_embedding(holdout, seed=seed)
     emb_train, emb_hold, emb_syn = space.transform(train), space.transform(holdout), space.transform(syn)
     pix_train, pix_hold, pix_syn = pixel_space(train), pixel_space(holdout), pixel_space(syn)
 
     # utility
+    progress.advance("utility")
     tstr = utility.train_on_test_on(syn, holdout, seed=seed)
     trtr = utility.train_on_test_on(train, holdout, seed=seed)
     util: dict[str, Any] = {"tstr": tstr, "trtr": trtr, "test_data": "held-out real split"}
@@ -411,6 +419,7 @@ def _evaluate(run: RunData, *, tsne: bool, local_utility: bool) -> tuple[dict[st
         util["run_summary"] = {k: run.summary.get(k) for k in ("tstr", "trtr") if k in run.summary}
 
     # fidelity
+    progress.advance("fidelity")
     fid = fidelity.fidelity_metrics(emb_train, emb_syn, seed=seed)
     fid_base = fidelity.fidelity_metrics(emb_train, emb_hold, seed=seed)
     fid_section = {
@@ -433,6 +442,7 @@ def _evaluate(run: RunData, *, tsne: bool, local_utility: bool) -> tuple[dict[st
     assoc = associations.association_fidelity(train, syn)
 
     # memorization
+    progress.advance("memorization")
     memo: dict[str, Any]
     if has_images:
         assert train.images is not None and syn.images is not None and holdout.images is not None
@@ -454,6 +464,7 @@ def _evaluate(run: RunData, *, tsne: bool, local_utility: bool) -> tuple[dict[st
         memo = {"available": False, "reason": "the data set has no images"}
 
     # privacy
+    progress.advance("privacy")
     priv: dict[str, Any] = {"spaces": {"pixel": PIXEL_DESCRIPTION, "embedding": space.describe()["description"]}}
     for name, (tr, ho, sy) in {
         "pixel": (pix_train, pix_hold, pix_syn),
@@ -484,6 +495,7 @@ def _evaluate(run: RunData, *, tsne: bool, local_utility: bool) -> tuple[dict[st
         arrays["dcr_pair_train"] = train.images[[p["train"] for p in close]]
 
     # 2-D views
+    progress.advance("2-D views")
     view = embedding_view(emb_train, emb_syn, seed=seed, tsne=tsne)
     arrays["pca_real"], arrays["pca_synthetic"] = view["pca"]["real"], view["pca"]["synthetic"]
     if "tsne" in view:
@@ -560,6 +572,7 @@ def _evaluate(run: RunData, *, tsne: bool, local_utility: bool) -> tuple[dict[st
         "methods": METHODS,
         "notes": notes,
     }
+    progress.advance()
     return clean_json(evaluation), arrays
 
 
@@ -677,6 +690,7 @@ def evaluate_run(
     tsne: bool = True,
     local_utility: bool = True,
     save_arrays: bool = False,
+    progress: PhaseProgress | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Evaluate the run in ``run_dir``: (evaluation, per-record arrays for the plots).
 
@@ -685,11 +699,11 @@ def evaluate_run(
     run_dir/audit/real-records-arrays.npz for a later :func:`render_report` with ``reuse``.
     ``real``/``seed`` bypass re-deriving the real data from config.toml (tests, custom pipelines).
     ``tsne`` adds the t-SNE view (a few seconds); ``local_utility`` adds one TRTR per hospital
-    (what each hospital could do alone).
+    (what each hospital could do alone). ``progress`` shows the evaluation's steps (see :func:`evaluate`).
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir, real=real, seed=seed)
-    evaluation, arrays = evaluate(run, tsne=tsne, local_utility=local_utility)
+    evaluation, arrays = evaluate(run, tsne=tsne, local_utility=local_utility, progress=progress)
     folder = _open_audit_dir(run_dir)
     _write_text_atomic(folder / EVALUATION_JSON, json.dumps(evaluation, indent=2, allow_nan=False))
     if "class_mean_real" in arrays:
@@ -731,12 +745,14 @@ def render_report(
     tsne: bool = True,
     local_utility: bool = True,
     save_arrays: bool = False,
+    progress: PhaseProgress | None = None,
 ) -> Path:
     """Write run_dir/audit/report.html; returns its path.
 
     The page is built from ``evaluation`` and ``arrays`` when both are given (the result of
     :func:`evaluate_run`), from the saved audit files when ``reuse``, and otherwise from a fresh
-    :func:`evaluate_run` (``real``, ``seed``, ``tsne``, ``local_utility``, ``save_arrays`` passed on).
+    :func:`evaluate_run` (``real``, ``seed``, ``tsne``, ``local_utility``, ``save_arrays``, ``progress``
+    passed on).
     """
     from fedsynth.evaluation.page import build_report_html
     from fedsynth.evaluation.run import read_metrics
@@ -748,7 +764,13 @@ def render_report(
         ev, arr = load_saved(run_dir)
     else:
         ev, arr = evaluate_run(
-            run_dir, real=real, seed=seed, tsne=tsne, local_utility=local_utility, save_arrays=save_arrays
+            run_dir,
+            real=real,
+            seed=seed,
+            tsne=tsne,
+            local_utility=local_utility,
+            save_arrays=save_arrays,
+            progress=progress,
         )
     html = build_report_html(ev, arr, read_metrics(run_dir / "metrics.jsonl"))
     out = _open_audit_dir(run_dir) / REPORT_HTML

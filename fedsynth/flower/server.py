@@ -7,6 +7,7 @@ and the schema from ``<out_dir>/schema.json`` (written by ``fedsynth prepare``).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from flwr.app import Context
@@ -34,6 +35,32 @@ def public_schema(config: RunConfig) -> Schema:
     return Schema.from_dict(RunFolder(config.out_dir).read_json("schema.json"))
 
 
+_RAY_SHUTDOWN_REGISTERED: list[bool] = []
+
+
+def shutdown_ray_on_exit() -> None:
+    """Have Flower's exit path shut this process's Ray instance down gracefully (once per process).
+
+    Under ``flwr run`` the ServerApp runs inside ``flwr-simulation``, which also drives Flower's Ray
+    instance. When the run is stopped (``flwr stop``) that process leaves through Flower's exit
+    handlers and a forced ``os._exit``, without ``ray.shutdown()``: Ray's GCS and raylet die with
+    it, but the raylet's agents (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) were left
+    running, orphaned, for minutes. A handler that runs before the forced exit stops them. Outside
+    Flower's process runtime (``fedsynth simulate``) it is never triggered and changes nothing.
+    """
+    if _RAY_SHUTDOWN_REGISTERED:
+        return
+    from flwr.supercore.exit import add_exit_handler
+
+    def shutdown() -> None:
+        ray = sys.modules.get("ray")  # never import Ray where the process did not use it
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+
+    add_exit_handler(shutdown, run_before_force_exit=True)
+    _RAY_SHUTDOWN_REGISTERED.append(True)
+
+
 def build_server_app(config: RunConfig | None = None, resume: bool = False) -> ServerApp:
     """A ServerApp bound to ``config``, or reading it from the run config when None (``flwr run``);
     with ``resume`` it continues the run folder's last checkpoint."""
@@ -44,6 +71,8 @@ def build_server_app(config: RunConfig | None = None, resume: bool = False) -> S
         flat = dict(context.run_config)
         resuming = resume or bool(flat.pop(RESUME_KEY, False))  # `fedsynth coordinator run --resume`
         cfg = config if config is not None else from_flat(flat)
+        if config is None:  # `flwr run`: this process may drive Flower's Ray instance
+            shutdown_ray_on_exit()
         registry = NodeRegistry.load(cfg.federation.node_registry) if cfg.federation.node_registry else None
         transport = GridTransport(grid, cfg.federation.num_hospitals, registry=registry)
         with RoundPrinter(cfg) as printer:

@@ -32,6 +32,7 @@ from fedsynth.models.generator import build_generator
 from fedsynth.privacy.accounting import MechanismEvent
 from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.privacy.randomness import ReproducibleRandomness, SecureRandomness
+from fedsynth.progress import PhaseProgress, StepCallback
 from fedsynth.protocol import RoundInstruction
 from fedsynth.runfolder import RunFolder
 from fedsynth.synthesis import synthesize
@@ -47,11 +48,15 @@ AUDIT_NOTE = (
 )
 
 
-def centralized_baseline(config: RunConfig, pool: Dataset, test: Dataset) -> tuple[dict, list[MechanismEvent]]:
+def centralized_baseline(
+    config: RunConfig, pool: Dataset, test: Dataset, on_round: StepCallback | None = None
+) -> tuple[dict, list[MechanismEvent]]:
     """Train the generator on ``pool`` in one place under the same request; (TSTR on ``test``, events).
 
     The plan follows the same rules as a simulated hospital with the run's site policy, without a
     lifetime cap (the baseline's spend is reported composed with each hospital's instead).
+    ``on_round(done, total)`` is called after every round: a whole generator trained on the pooled
+    records takes as long as the federation's rounds, and the console shows its progress.
     """
     config = fit_schedule(config, pool.schema)
     policy = dataclasses.replace(config.site_policy, lifetime_epsilon_budget=0.0)
@@ -69,6 +74,8 @@ def centralized_baseline(config: RunConfig, pool: Dataset, test: Dataset) -> tup
         phase = config.train.phase_of_round(server_round)
         events.append(plan.event(phase, server_round, local_steps(config.train, phase), config.train))
         hospital.train_round(RoundInstruction(server_round, phase, job=job), randomness.mechanism(len(events) - 1))
+        if on_round is not None:
+            on_round(server_round, config.train.num_rounds)
     synthetic = synthesize(hospital.model, config.evaluation.num_synthetic, seed=config.seed)
     tstr = train_on_test_on(synthetic, test, seed=config.seed)
     tstr["epsilon"] = PrivacyLedger(plan.delta, plan.accountant, events).epsilon()  # type: ignore[arg-type]
@@ -80,14 +87,24 @@ def _plan_summary(plan: PrivacyPlan) -> dict:
     return {k: v for k, v in plan.to_dict().items() if k in ("noise_multiplier", "sample_rate", "delta")}
 
 
-def audit_run(config: RunConfig, fed: FederatedData | None = None) -> dict:
-    """Add TSTR/TRTR (and the centralized baseline) to the run folder; returns the new summary."""
+def audit_run(config: RunConfig, fed: FederatedData | None = None, progress: PhaseProgress | None = None) -> dict:
+    """Add TSTR/TRTR (and the centralized baseline) to the run folder; returns the new summary.
+
+    Its steps (and the baseline's rounds) are shown on ``progress``, by default a
+    :class:`~fedsynth.progress.PhaseProgress` of its own (drawn on a terminal only)."""
+    if progress is None:
+        with PhaseProgress() as own:
+            return audit_run(config, fed, own)
+    progress.phase("audit", 3, "records")
     run = RunFolder(config.out_dir)
     fed = fed or load_federation(config.data, config.federation.num_hospitals, config.seed)
     synthetic = load_synthetic(Path(run.path) / "synthetic" / "samples.npz", fed.schema)
     pool, _ = pool_datasets(list(fed.hospitals))
+    progress.advance("TSTR")
     tstr = train_on_test_on(synthetic, fed.test, seed=config.seed)
+    progress.advance("TRTR")
     trtr = train_on_test_on(pool, fed.test, seed=config.seed)
+    progress.advance()
     summary = run.read_json("summary.json")
     privacy = run.read_json("privacy.json")
     releases = [
@@ -106,7 +123,8 @@ def audit_run(config: RunConfig, fed: FederatedData | None = None) -> dict:
     ]
     amp, baseline_events = None, []
     if config.evaluation.centralized_baseline:
-        central, baseline_events = centralized_baseline(config, pool, fed.test)
+        progress.phase("centralized baseline rounds", config.train.num_rounds)
+        central, baseline_events = centralized_baseline(config, pool, fed.test, progress.step_callback())
         amp = {
             "centralized_tstr": central,
             "federated_tstr_mcc": tstr.get("mcc"),

@@ -4,7 +4,8 @@ Two engines run the same sites, server and strategies:
 
 - ``flower``: Flower's simulation engine (Ray backend), the ClientApp and ServerApp of
   :mod:`fedsynth.flower`;
-- ``inprocess``: every hospital resident in this process (:mod:`fedsynth.simulation.inprocess`).
+- ``inprocess``: every hospital resident in worker processes of this run
+  (:mod:`fedsynth.simulation.workers`) or in this process (:mod:`fedsynth.simulation.inprocess`).
 
 Either way the simulation plays the data owner: it writes each hospital's site (records and site
 file) and the public schema, the server runs from the schema and the replies only, and afterwards
@@ -13,7 +14,10 @@ the simulation audits the run (:mod:`fedsynth.simulation.audit`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fedsynth.config.schema import RunConfig
 from fedsynth.data.records import Schema
@@ -21,14 +25,31 @@ from fedsynth.errors import FedsynthError
 from fedsynth.simulation.console import engine_console, ray_init_args
 from fedsynth.site.config import Site
 
+if TYPE_CHECKING:
+    from fedsynth.federation.transport import Transport
+    from fedsynth.simulation.workers import WorkerPlan
+
+
+#: ``ray.init`` arguments Ray refuses when it attaches to a running cluster (the cluster's own
+#: ``ray start`` options set them); never passed with ``simulation.ray_address``.
+RAY_ATTACH_REFUSED = frozenset(
+    {"num_cpus", "num_gpus", "resources", "labels", "object_store_memory", "_system_config", "_node_name"}
+)
+
 
 def backend_config(config: RunConfig, verbose: bool = False) -> dict:
-    """Ray backend settings: per-hospital CPU/GPU resources (fractional GPUs allowed), and how much
-    Ray prints (:func:`fedsynth.simulation.console.ray_init_args`)."""
+    """Ray backend settings: per-hospital CPU/GPU resources (fractional GPUs allowed), how much Ray
+    prints (:func:`fedsynth.simulation.console.ray_init_args`) and, with ``simulation.ray_address``,
+    the running Ray cluster to attach to (Flower passes ``init_args`` to ``ray.init``; Ray then
+    refuses the arguments that size a new instance, so none of :data:`RAY_ATTACH_REFUSED` is set)."""
     resources: dict[str, float] = {"num_cpus": config.simulation.num_cpus}
     if config.simulation.num_gpus > 0:
         resources["num_gpus"] = config.simulation.num_gpus
-    return {"client_resources": resources, "init_args": ray_init_args(verbose)}
+    init_args: dict[str, object] = dict(ray_init_args(verbose))
+    if config.simulation.ray_address:
+        init_args = {k: v for k, v in init_args.items() if k not in RAY_ATTACH_REFUSED}
+        init_args["address"] = config.simulation.ray_address
+    return {"client_resources": resources, "init_args": init_args}
 
 
 def sites_for(config: RunConfig, resume: bool, late_seconds: float) -> tuple[Schema, dict[int, Site]]:
@@ -101,14 +122,44 @@ def _why(config: RunConfig) -> str:
 
 
 def simulate_in_process(config: RunConfig, resume: bool = False) -> dict:
-    """The same sites, server, strategy and run folder without Flower: every hospital is served in
-    this process and messages still pass through the wire module (and are counted)."""
+    """The same sites, server, strategy and run folder without Flower: the hospitals stay resident
+    in worker processes (``simulation.workers``; one per core or GPU by default,
+    :mod:`fedsynth.simulation.workers`) or, with one worker, in this process; messages still pass
+    through the wire module (and are counted)."""
     from fedsynth.attacks.server import attack_hook
     from fedsynth.federation.server import run_federation
     from fedsynth.simulation.audit import audit_run
-    from fedsynth.simulation.inprocess import InProcessTransport
+    from fedsynth.simulation.workers import plan_workers
 
+    if config.simulation.ray_address:
+        raise FedsynthError(
+            f"simulation.ray_address = {config.simulation.ray_address!r} attaches Flower's engine to a Ray "
+            "cluster; the in-process engine runs its workers on this machine (use --engine flower, or drop the key)"
+        )
     check_run_data(config, resume)
     schema, sites = sites_for(config, resume, late_seconds=0.0)
-    run_federation(config, schema, InProcessTransport.from_sites(sites), resume=resume, hook=attack_hook(config))
+    plan = plan_workers(config.simulation, sorted(sites))
+    with worker_transport(sites, plan) as transport:
+        run_federation(config, schema, transport, resume=resume, hook=attack_hook(config))
     return audit_run(config)
+
+
+@contextmanager
+def worker_transport(sites: dict[int, Site], plan: WorkerPlan) -> Iterator[Transport]:
+    """Resident worker processes, or this process alone when the plan has one worker (its torch
+    thread count set for the run, then restored)."""
+    from fedsynth.simulation.inprocess import InProcessTransport
+    from fedsynth.simulation.workers import WorkerPoolTransport
+
+    if plan.workers > 1:
+        with WorkerPoolTransport(sites, plan) as pool:
+            yield pool
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(plan.threads)
+    try:
+        yield InProcessTransport.from_sites(sites)
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,275 @@
+"""Resident parallel workers for the in-process engine.
+
+The in-process engine used to serve every hospital one after another in the server's own process.
+Here the hospitals are spread over ``W`` resident worker processes instead (one per CPU core, or one
+per visible GPU), each holding its hospitals' :class:`~fedsynth.hospital.service.HospitalService`
+(records, models, optimizers, DP engines) for the whole run. A round is one message per worker
+(every instruction for its hospitals) and one answer per worker (every reply): the workers train
+their hospitals at the same time and the server reduces once per round, as in a resident-worker
+simulator.
+
+What crosses a process boundary is exactly the wire content of :mod:`fedsynth.federation.wire`
+(the bytes the Flower engine would carry, counted the same way), so a hospital behind a worker sees
+and answers the same messages as behind Flower. Each worker sets its own torch thread count
+(``cores / W`` by default): a hospital's small steps run fastest on one thread, and two processes
+each asking for every core only fight over them.
+
+On a machine with GPUs each worker is pinned to one device (``CUDA_VISIBLE_DEVICES`` is set before
+the worker imports torch), so the hospitals of worker ``w`` train on GPU ``w`` and ``simulation.device
+= "auto"`` in their site files resolves to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from fedsynth.config.schema import SimulationConfig
+from fedsynth.errors import FedsynthError
+from fedsynth.federation import wire
+from fedsynth.federation.strategy import Send
+from fedsynth.federation.transport import Exchange
+from fedsynth.site.config import Site
+
+#: Worker answers: a reply's wire content, or why the hospital did not answer (a simulated fault).
+_OK, _FAILED = "ok", "failed"
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity set, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def visible_gpus() -> int:
+    """How many CUDA devices torch sees (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How hospitals are spread: ``assignment[h]`` is hospital h's worker; worker w uses
+    ``threads`` torch threads and, when ``gpus[w]`` is not None, only that GPU."""
+
+    assignment: dict[int, int]
+    threads: int
+    gpus: tuple[int | None, ...]
+
+    @property
+    def workers(self) -> int:
+        return len(self.gpus)
+
+    def hospitals_of(self, worker: int) -> list[int]:
+        return sorted(h for h, w in self.assignment.items() if w == worker)
+
+    def describe(self) -> str:
+        where = ", ".join(
+            f"worker {w}: hospitals {self.hospitals_of(w)}" + ("" if g is None else f" on GPU {g}")
+            for w, g in enumerate(self.gpus)
+        )
+        return f"{self.workers} resident workers, {self.threads} torch thread(s) each ({where})"
+
+
+def plan_workers(
+    simulation: SimulationConfig, hospitals: list[int], cores: int | None = None, gpus: int | None = None
+) -> WorkerPlan:
+    """Spread ``hospitals`` over workers (round-robin, so equal shares differ by at most one).
+
+    ``simulation.workers`` = 0 (auto): one worker per visible GPU when the sites train on GPU
+    (``simulation.device`` "auto" or "cuda"), otherwise one per core, never more than hospitals.
+    ``simulation.threads`` = 0 (auto): the cores shared out between the workers (at least 1)."""
+    cores = available_cores() if cores is None else cores
+    wants_gpu = simulation.device in ("auto", "cuda")
+    gpus = (visible_gpus() if wants_gpu else 0) if gpus is None else gpus
+    count = simulation.workers or (gpus if gpus > 0 else cores)
+    count = max(1, min(count, len(hospitals)))
+    threads = simulation.threads or max(1, cores // count)
+    devices = tuple(w % gpus if gpus > 0 else None for w in range(count))
+    return WorkerPlan({h: i % count for i, h in enumerate(sorted(hospitals))}, threads, devices)
+
+
+def _serve(connection: Connection, site_files: dict[int, str], threads: int) -> None:
+    """A worker's loop: build its hospitals once, then answer the server's requests until told to
+    stop. Runs in a fresh interpreter: torch is imported here, after ``CUDA_VISIBLE_DEVICES``."""
+    import torch
+
+    from fedsynth.hospital.service import HospitalService
+    from fedsynth.site.config import load_site
+    from fedsynth.site.faults import HospitalLate, HospitalUnavailable
+
+    torch.set_num_threads(threads)
+    services = {hid: HospitalService(load_site(Path(path))) for hid, path in site_files.items()}
+    while True:
+        request = connection.recv()
+        kind = request[0]
+        if kind == "stop":
+            connection.close()
+            return
+        try:
+            if kind == "exchange":
+                answers = []
+                for hid, content in request[1]:
+                    instruction = wire.content_to_instruction(content)
+                    try:
+                        reply = services[hid].handle(instruction)
+                    except (HospitalUnavailable, HospitalLate) as e:
+                        answers.append((hid, _FAILED, str(e)))
+                        continue
+                    answers.append((hid, _OK, wire.reply_to_content(reply, instruction)))
+                connection.send(("answers", answers))
+            elif kind == "ledgers":
+                reports = {}
+                for hid in request[1]:
+                    try:
+                        reports[hid] = wire.ledger_to_content(hid, services[hid].ledger_report())
+                    except HospitalUnavailable:
+                        continue
+                connection.send(("ledgers", reports))
+            else:
+                connection.send(("error", f"unknown request {kind!r}"))
+        except Exception:  # the server must learn what broke, with the worker's traceback
+            connection.send(("error", traceback.format_exc()))
+
+
+class WorkerPoolTransport:
+    """A transport to hospitals resident in worker processes (see the module docstring).
+
+    Use as a context manager (or call :meth:`close`): the workers live until the run ends."""
+
+    def __init__(self, sites: dict[int, Site], plan: WorkerPlan) -> None:
+        self.plan = plan
+        self._hospitals = sorted(sites)
+        self._connections: list[Connection] = []
+        self._processes: list[subprocess.Popen] = []
+        # Workers are fresh interpreters (``python -m fedsynth.simulation.workers``), not forks of
+        # this process (no forked torch/OpenMP state) and not multiprocessing's spawn (which re-runs
+        # the caller's main script); each talks to the server over its own socket pair, whose other
+        # end no other process holds.
+        try:
+            for worker, gpu in enumerate(plan.gpus):
+                files = {h: str(sites[h].file) for h in plan.hospitals_of(worker)}
+                env = dict(os.environ)
+                if gpu is not None:
+                    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+                    env["CUDA_VISIBLE_DEVICES"] = visible.split(",")[gpu] if visible else str(gpu)
+                ours, theirs = socket.socketpair()
+                with theirs:
+                    command = [
+                        sys.executable,
+                        "-m",
+                        __name__,
+                        str(theirs.fileno()),
+                        str(plan.threads),
+                        json.dumps(files),
+                    ]
+                    self._processes.append(subprocess.Popen(command, env=env, pass_fds=[theirs.fileno()]))
+                self._connections.append(Connection(ours.detach()))
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> WorkerPoolTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def hospitals(self) -> list[int]:
+        return list(self._hospitals)
+
+    def exchange(self, sends: list[Send], timeout: float) -> Exchange:
+        out = Exchange()
+        batches: dict[int, list] = {}
+        for send in sends:
+            content = wire.instruction_to_content(send.instruction)
+            out.bytes_down[send.hospital_id] = wire.content_nbytes(content)
+            batches.setdefault(self.plan.assignment[send.hospital_id], []).append((send.hospital_id, content))
+        for worker, batch in batches.items():  # every worker starts before any answer is awaited
+            self._send(worker, ("exchange", batch))
+        answers = {}
+        for worker in batches:
+            for hid, status, payload in self._receive(worker, "answers"):
+                answers[hid] = (status, payload)
+        for send in sends:  # replies in the order the strategy sent them, as the serial engine gives
+            status, payload = answers[send.hospital_id]
+            if status == _FAILED:
+                out.failures[send.hospital_id] = payload
+                continue
+            out.bytes_up[send.hospital_id] = wire.content_nbytes(payload)
+            out.replies.append(wire.content_to_reply(payload))
+        return out
+
+    def ledgers(self, hospitals: list[int], timeout: float) -> dict[int, dict]:
+        asked: dict[int, list[int]] = {}
+        for hid in hospitals:
+            asked.setdefault(self.plan.assignment[hid], []).append(hid)
+        for worker, hids in asked.items():
+            self._send(worker, ("ledgers", hids))
+        out = {}
+        for worker in asked:
+            for content in self._receive(worker, "ledgers").values():
+                hid, report = wire.content_to_ledger(content)
+                out[hid] = report
+        return dict(sorted(out.items()))
+
+    def _send(self, worker: int, request: tuple) -> None:
+        try:
+            self._connections[worker].send(request)
+        except OSError as e:
+            raise self._died(worker) from e
+
+    def _receive(self, worker: int, expected: str):  # noqa: ANN202 - the payload's type depends on the request
+        try:
+            kind, payload = self._connections[worker].recv()
+        except (EOFError, OSError) as e:
+            raise self._died(worker) from e
+        if kind != expected:
+            raise FedsynthError(f"worker {worker} (hospitals {self.plan.hospitals_of(worker)}) failed:\n{payload}")
+        return payload
+
+    def _died(self, worker: int) -> FedsynthError:
+        try:
+            code = self._processes[worker].wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        return FedsynthError(f"worker {worker} (hospitals {self.plan.hospitals_of(worker)}) died (exit code {code})")
+
+    def close(self) -> None:
+        """Stop every worker (politely, then by force)."""
+        for connection in self._connections:
+            try:
+                connection.send(("stop",))
+            except (OSError, ValueError):
+                pass
+        for process in self._processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        for connection in self._connections:
+            connection.close()
+        self._connections, self._processes = [], []
+
+
+def main(argv: list[str]) -> None:
+    """Worker entry point: ``python -m fedsynth.simulation.workers FD THREADS SITE_FILES_JSON``, FD
+    being the worker's end of its socket pair with the server."""
+    fd, threads, files = argv
+    connection = Connection(int(fd))
+    _serve(connection, {int(h): path for h, path in json.loads(files).items()}, int(threads))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

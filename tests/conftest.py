@@ -90,26 +90,3 @@ def chromium() -> str:
             pytest.fail("chromium is not installed (apt-get install -y chromium); required when CI is set")
         pytest.skip("chromium is not installed (set CI=1 to make this a failure)")
     return path
-
-
-#: Test modules that start Ray (Flower's simulation engine, a Ray head, ``flwr run``). Ray's
-#: ``ray.init()`` without an address joins the newest cluster started on the machine, so under
-#: pytest-xdist these modules share one worker and two Ray instances never start side by side.
-RAY_MODULES = frozenset(
-    {
-        "test_console",
-        "test_flower_simulation",
-        "test_flwr_run",
-        "test_ray_cluster",
-        "test_redteam",
-        "test_workers",
-    }
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``): one group per test module, so a module's
-    fixtures are built once, and one group for every module that starts Ray."""
-    for item in items:
-        module = item.path.stem
-        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))

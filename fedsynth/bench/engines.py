@@ -186,7 +186,7 @@ def _in_process(workers: int | None) -> Callable[[int, EngineSize, Path], Engine
         with worker_transport(sites, plan) as transport:
             run_federation(config, schema, transport)
             seconds = time.perf_counter() - start
-            worker_peaks = [_pid_peak(p.pid) for p in getattr(transport, "_processes", [])]
+            worker_peaks = [_peak_of(pid) for pid in getattr(transport, "pids", [])]
         main = _peak(peak)
         total = None if main is None or None in worker_peaks else main + sum(worker_peaks)  # type: ignore[arg-type]
         name = "in-process, 1 worker" if workers == 1 else "in-process, workers"
@@ -330,15 +330,11 @@ def _peak(reset: bool) -> int | None:
     return _status_bytes("VmHWM") if reset else None
 
 
-def _pid_peak(pid: int) -> int | None:
-    """A process's resident-set high-water mark, from /proc (Linux)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+def _peak_of(pid: int) -> int | None:
+    """A worker process's resident-set high-water mark (Linux)."""
+    from fedsynth.bench.measure import _status_bytes
+
+    return _status_bytes("VmHWM", pid)
 
 
 def engine_rows(runs: list[EngineRun]) -> list[dict]:

@@ -121,10 +121,11 @@ def _reset_resident_peak() -> int:
     return -1 if current is None else current
 
 
-def _status_bytes(key: str) -> int | None:
-    """A ``kB`` field of ``/proc/self/status`` in bytes (None when there is no such file)."""
+def _status_bytes(key: str, pid: int | str = "self") -> int | None:
+    """A ``kB`` field of ``/proc/<pid>/status`` in bytes (None when there is no such file)."""
+    status = _STATUS if pid == "self" else Path(f"/proc/{pid}/status")
     try:
-        for line in _STATUS.read_text().splitlines():
+        for line in status.read_text().splitlines():
             if line.startswith(f"{key}:"):
                 return int(line.split()[1]) * 1024
     except OSError:

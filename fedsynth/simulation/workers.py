@@ -188,6 +188,11 @@ class WorkerPoolTransport:
     def hospitals(self) -> list[int]:
         return list(self._hospitals)
 
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' ids, in worker order."""
+        return [process.pid for process in self._processes]
+
     def exchange(self, sends: list[Send], timeout: float) -> Exchange:
         out = Exchange()
         batches: dict[int, list] = {}

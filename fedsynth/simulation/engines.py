@@ -146,20 +146,21 @@ def simulate_in_process(config: RunConfig, resume: bool = False) -> dict:
 
 @contextmanager
 def worker_transport(sites: dict[int, Site], plan: WorkerPlan) -> Iterator[Transport]:
-    """Resident worker processes, or this process alone when the plan has one worker (its torch
-    thread count set for the run, then restored)."""
+    """The plan's workers: worker 0's hospitals in this process, the others' in resident worker
+    processes (none with a one-worker plan). This process's torch thread count is the plan's for
+    the run, then restored."""
+    import torch
+
     from fedsynth.simulation.inprocess import InProcessTransport
     from fedsynth.simulation.workers import WorkerPoolTransport
-
-    if plan.workers > 1:
-        with WorkerPoolTransport(sites, plan) as pool:
-            yield pool
-        return
-    import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(plan.threads)
     try:
-        yield InProcessTransport.from_sites(sites)
+        if plan.workers > 1:
+            with WorkerPoolTransport(sites, plan) as pool:
+                yield pool
+        else:
+            yield InProcessTransport.from_sites(sites)
     finally:
         torch.set_num_threads(threads)

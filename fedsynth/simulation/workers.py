@@ -1,8 +1,9 @@
 """Resident parallel workers for the in-process engine.
 
 The in-process engine used to serve every hospital one after another in the server's own process.
-Here the hospitals are spread over ``W`` resident worker processes instead (one per CPU core, or one
-per visible GPU), each holding its hospitals' :class:`~fedsynth.hospital.service.HospitalService`
+Here the hospitals are spread over ``W`` resident workers instead (one per CPU core, or one per
+visible GPU): worker 0 is the server's own process, workers 1 .. W-1 are worker processes, each
+holding its hospitals' :class:`~fedsynth.hospital.service.HospitalService`
 (records, models, optimizers, DP engines) for the whole run. A round is one message per worker
 (every instruction for its hospitals) and one answer per worker (every reply): the workers train
 their hospitals at the same time and the server reduces once per round, as in a resident-worker
@@ -30,6 +31,7 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fedsynth.config.schema import SimulationConfig
 from fedsynth.errors import FedsynthError
@@ -37,6 +39,9 @@ from fedsynth.federation import wire
 from fedsynth.federation.strategy import Send
 from fedsynth.federation.transport import Exchange
 from fedsynth.site.config import Site
+
+if TYPE_CHECKING:
+    from fedsynth.hospital.service import HospitalService
 
 #: Worker answers: a reply's wire content, or why the hospital did not answer (a simulated fault).
 _OK, _FAILED = "ok", "failed"
@@ -75,10 +80,11 @@ class WorkerPlan:
 
     def describe(self) -> str:
         where = ", ".join(
-            f"worker {w}: hospitals {self.hospitals_of(w)}" + ("" if g is None else f" on GPU {g}")
+            f"worker {w}{' (this process)' if w == 0 else ''}: hospitals {self.hospitals_of(w)}"
+            + ("" if g is None else f" on GPU {g}")
             for w, g in enumerate(self.gpus)
         )
-        return f"{self.workers} resident workers, {self.threads} torch thread(s) each ({where})"
+        return f"{self.workers} resident worker(s), {self.threads} torch thread(s) each ({where})"
 
 
 def plan_workers(
@@ -99,6 +105,32 @@ def plan_workers(
     return WorkerPlan({h: i % count for i, h in enumerate(sorted(hospitals))}, threads, devices)
 
 
+def _answer(service: HospitalService, content: dict) -> tuple[str, object]:
+    """One hospital's answer to one instruction's wire content: its reply's wire content, or why it
+    did not answer (a simulated fault), as a worker sends it back."""
+    from fedsynth.site.faults import HospitalLate, HospitalUnavailable
+
+    instruction = wire.content_to_instruction(content)
+    try:
+        reply = service.handle(instruction)
+    except (HospitalUnavailable, HospitalLate) as e:
+        return _FAILED, str(e)
+    return _OK, wire.reply_to_content(reply, instruction)
+
+
+def _ledger_contents(services: dict[int, HospitalService], hospitals: list[int]) -> dict[int, dict]:
+    """The ledger reports of ``hospitals`` as wire content (an unavailable hospital is left out)."""
+    from fedsynth.site.faults import HospitalUnavailable
+
+    reports = {}
+    for hid in hospitals:
+        try:
+            reports[hid] = wire.ledger_to_content(hid, services[hid].ledger_report())
+        except HospitalUnavailable:
+            continue
+    return reports
+
+
 def _serve(connection: Connection, site_files: dict[int, str], threads: int) -> None:
     """A worker's loop: build its hospitals once, then answer the server's requests until told to
     stop. Runs in a fresh interpreter: torch is imported here, after ``CUDA_VISIBLE_DEVICES``."""
@@ -106,7 +138,6 @@ def _serve(connection: Connection, site_files: dict[int, str], threads: int) -> 
 
     from fedsynth.hospital.service import HospitalService
     from fedsynth.site.config import load_site
-    from fedsynth.site.faults import HospitalLate, HospitalUnavailable
 
     torch.set_num_threads(threads)
     services = {hid: HospitalService(load_site(Path(path))) for hid, path in site_files.items()}
@@ -118,24 +149,10 @@ def _serve(connection: Connection, site_files: dict[int, str], threads: int) -> 
             return
         try:
             if kind == "exchange":
-                answers = []
-                for hid, content in request[1]:
-                    instruction = wire.content_to_instruction(content)
-                    try:
-                        reply = services[hid].handle(instruction)
-                    except (HospitalUnavailable, HospitalLate) as e:
-                        answers.append((hid, _FAILED, str(e)))
-                        continue
-                    answers.append((hid, _OK, wire.reply_to_content(reply, instruction)))
+                answers = [(hid, *_answer(services[hid], content)) for hid, content in request[1]]
                 connection.send(("answers", answers))
             elif kind == "ledgers":
-                reports = {}
-                for hid in request[1]:
-                    try:
-                        reports[hid] = wire.ledger_to_content(hid, services[hid].ledger_report())
-                    except HospitalUnavailable:
-                        continue
-                connection.send(("ledgers", reports))
+                connection.send(("ledgers", _ledger_contents(services, request[1])))
             else:
                 connection.send(("error", f"unknown request {kind!r}"))
         except Exception:  # the server must learn what broke, with the worker's traceback
@@ -143,21 +160,29 @@ def _serve(connection: Connection, site_files: dict[int, str], threads: int) -> 
 
 
 class WorkerPoolTransport:
-    """A transport to hospitals resident in worker processes (see the module docstring).
+    """A transport to hospitals resident in ``W`` workers (see the module docstring): worker 0 is
+    this process, workers 1 .. W-1 are resident worker processes.
 
-    Use as a context manager (or call :meth:`close`): the workers live until the run ends."""
+    Worker 0's hospitals are served here while the other workers train theirs, so ``W`` workers
+    cost ``W - 1`` extra interpreters, and the others start (importing torch, building their
+    hospitals) while this process builds its own share. Use as a context manager (or call
+    :meth:`close`): the workers live until the run ends."""
 
     def __init__(self, sites: dict[int, Site], plan: WorkerPlan) -> None:
+        from fedsynth.hospital.service import HospitalService
+
         self.plan = plan
         self._hospitals = sorted(sites)
-        self._connections: list[Connection] = []
-        self._processes: list[subprocess.Popen] = []
+        self._connections: dict[int, Connection] = {}
+        self._processes: dict[int, subprocess.Popen] = {}
         # Workers are fresh interpreters (``python -m fedsynth.simulation.workers``), not forks of
         # this process (no forked torch/OpenMP state) and not multiprocessing's spawn (which re-runs
         # the caller's main script); each talks to the server over its own socket pair, whose other
         # end no other process holds.
         try:
             for worker, gpu in enumerate(plan.gpus):
+                if worker == 0:
+                    continue
                 files = {h: str(sites[h].file) for h in plan.hospitals_of(worker)}
                 env = dict(os.environ)
                 if gpu is not None:
@@ -173,8 +198,10 @@ class WorkerPoolTransport:
                         str(plan.threads),
                         json.dumps(files),
                     ]
-                    self._processes.append(subprocess.Popen(command, env=env, pass_fds=[theirs.fileno()]))
-                self._connections.append(Connection(ours.detach()))
+                    self._processes[worker] = subprocess.Popen(command, env=env, pass_fds=[theirs.fileno()])
+                self._connections[worker] = Connection(ours.detach())
+            # Worker 0's share, built while the others start.
+            self._local = {h: HospitalService(sites[h]) for h in plan.hospitals_of(0)}
         except BaseException:
             self.close()
             raise
@@ -190,8 +217,8 @@ class WorkerPoolTransport:
 
     @property
     def pids(self) -> list[int]:
-        """The worker processes' ids, in worker order."""
-        return [process.pid for process in self._processes]
+        """The worker processes' ids (workers 1 .. W-1; worker 0 is this process)."""
+        return [self._processes[w].pid for w in sorted(self._processes)]
 
     def exchange(self, sends: list[Send], timeout: float) -> Exchange:
         out = Exchange()
@@ -201,9 +228,10 @@ class WorkerPoolTransport:
             out.bytes_down[send.hospital_id] = wire.content_nbytes(content)
             batches.setdefault(self.plan.assignment[send.hospital_id], []).append((send.hospital_id, content))
         for worker, batch in batches.items():  # every worker starts before any answer is awaited
-            self._send(worker, ("exchange", batch))
-        answers = {}
-        for worker in batches:
+            if worker != 0:
+                self._send(worker, ("exchange", batch))
+        answers = {hid: _answer(self._local[hid], content) for hid, content in batches.get(0, [])}
+        for worker in batches.keys() - {0}:
             for hid, status, payload in self._receive(worker, "answers"):
                 answers[hid] = (status, payload)
         for send in sends:  # replies in the order the strategy sent them, as the serial engine gives
@@ -220,12 +248,15 @@ class WorkerPoolTransport:
         for hid in hospitals:
             asked.setdefault(self.plan.assignment[hid], []).append(hid)
         for worker, hids in asked.items():
-            self._send(worker, ("ledgers", hids))
+            if worker != 0:
+                self._send(worker, ("ledgers", hids))
+        contents = list(_ledger_contents(self._local, asked.get(0, [])).values())
+        for worker in asked.keys() - {0}:
+            contents.extend(self._receive(worker, "ledgers").values())
         out = {}
-        for worker in asked:
-            for content in self._receive(worker, "ledgers").values():
-                hid, report = wire.content_to_ledger(content)
-                out[hid] = report
+        for content in contents:
+            hid, report = wire.content_to_ledger(content)
+            out[hid] = report
         return dict(sorted(out.items()))
 
     def _send(self, worker: int, request: tuple) -> None:
@@ -252,20 +283,20 @@ class WorkerPoolTransport:
 
     def close(self) -> None:
         """Stop every worker (politely, then by force)."""
-        for connection in self._connections:
+        for connection in self._connections.values():
             try:
                 connection.send(("stop",))
             except (OSError, ValueError):
                 pass
-        for process in self._processes:
+        for process in self._processes.values():
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
-        for connection in self._connections:
+        for connection in self._connections.values():
             connection.close()
-        self._connections, self._processes = [], []
+        self._connections, self._processes = {}, {}
 
 
 def main(argv: list[str]) -> None:

@@ -93,10 +93,40 @@ def test_ray_address_is_passed_as_the_address_without_sizing_arguments() -> None
     init_args = backend_config(config)["init_args"]
     assert init_args["address"] == "127.0.0.1:6379"
     assert not RAY_ATTACH_REFUSED & set(init_args)
-    assert "address" not in backend_config(load_config(None, []))["init_args"]
+    # Without the key, a Ray instance of the run's own, not whatever cluster runs on the machine.
+    assert backend_config(load_config(None, []))["init_args"]["address"] == "local"
 
 
 @pytest.mark.parametrize("bad", ["localhost", "127.0.0.1:", ":6379", "127.0.0.1:99999", "my host:6379"])
 def test_a_malformed_ray_address_is_refused_naming_the_key(bad: str) -> None:
     with pytest.raises(ConfigError, match="simulation.ray_address"):
         load_config(None, [f'simulation.ray_address="{bad}"'])
+
+
+JOINED = """
+import json, logging, sys, ray
+from fedsynth.config import load_config
+from fedsynth.simulation.engines import backend_config
+args = backend_config(load_config(None, ['simulation.device="cpu"']))["init_args"] if sys.argv[1] == "fedsynth" else {}
+ray.init(**{**args, "logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False})
+print(json.dumps(ray.get_runtime_context().gcs_address))
+ray.shutdown()
+"""
+
+
+def test_without_ray_address_a_run_never_joins_a_cluster_running_on_the_machine(ray_head) -> None:
+    """Ray's ``ray.init()`` without an address joins the cluster it finds (here through RAY_ADDRESS,
+    as after a user's ``ray start``); fedsynth's engine arguments start an instance of the run's own."""
+    address, _, tag = ray_head
+    env = {**os.environ, "RAY_ADDRESS": address, TAG_VARIABLE: tag}
+
+    def gcs_of(args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", JOINED, args], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1].strip('"').rsplit(":", 1)[1]  # the GCS port
+
+    head_port = address.rsplit(":", 1)[1]
+    assert gcs_of("plain") == head_port  # the hazard: Ray's default joins the running head
+    assert gcs_of("fedsynth") != head_port

@@ -41,7 +41,9 @@ def backend_config(config: RunConfig, verbose: bool = False) -> dict:
     """Ray backend settings: per-hospital CPU/GPU resources (fractional GPUs allowed), how much Ray
     prints (:func:`fedsynth.simulation.console.ray_init_args`) and, with ``simulation.ray_address``,
     the running Ray cluster to attach to (Flower passes ``init_args`` to ``ray.init``; Ray then
-    refuses the arguments that size a new instance, so none of :data:`RAY_ATTACH_REFUSED` is set)."""
+    refuses the arguments that size a new instance, so none of :data:`RAY_ATTACH_REFUSED` is set).
+    Without ``simulation.ray_address`` the run starts a Ray instance of its own (``address =
+    "local"``), never joining another run's cluster on the same machine."""
     resources: dict[str, float] = {"num_cpus": config.simulation.num_cpus}
     if config.simulation.num_gpus > 0:
         resources["num_gpus"] = config.simulation.num_gpus
@@ -49,6 +51,10 @@ def backend_config(config: RunConfig, verbose: bool = False) -> dict:
     if config.simulation.ray_address:
         init_args = {k: v for k, v in init_args.items() if k not in RAY_ATTACH_REFUSED}
         init_args["address"] = config.simulation.ray_address
+    else:
+        # A Ray instance of this run's own: without an address, ``ray.init`` joins the newest Ray
+        # cluster started on the machine (someone else's run, sized and owned by them).
+        init_args["address"] = "local"
     return {"client_resources": resources, "init_args": init_args}
 
 

@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/fedsynth simulate --config experiments/configs/demo.toml --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=20
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=20
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

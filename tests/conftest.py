@@ -90,3 +90,20 @@ def chromium() -> str:
             pytest.fail("chromium is not installed (apt-get install -y chromium); required when CI is set")
         pytest.skip("chromium is not installed (set CI=1 to make this a failure)")
     return path
+
+
+#: Test modules that start Ray (Flower's simulation engine, a Ray head, ``flwr run``). They share
+#: one pytest-xdist worker: ``flwr run``'s own ``ray.init()`` would join a Ray head another module
+#: started, and two Ray instances side by side only fight over the cores.
+RAY_MODULES = frozenset(
+    {"test_console", "test_flower_simulation", "test_flwr_run", "test_ray_cluster", "test_redteam", "test_workers"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``): one group per test module, so a module's
+    fixtures (the deployment's consortium, for one) are built once, and one group for every
+    module that starts Ray."""
+    for item in items:
+        module = item.path.stem
+        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))

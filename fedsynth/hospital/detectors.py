@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import stats
@@ -71,6 +72,18 @@ class LinearWeights:
     def fan_in(self) -> int:
         return int(self.weight.shape[1])
 
+    @cached_property
+    def row_cosines(self) -> tuple[np.ndarray, np.ndarray]:
+        """(indices of the non-zero rows, their pairwise cosines), computed once for every
+        detector that groups rows."""
+        return _cosines(self.weight)
+
+    @cached_property
+    def column_cosines(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The same for the next layer's columns (one per unit of this layer), if sent."""
+        columns = _columns(self)
+        return None if columns is None else _cosines(columns)
+
 
 Detector = Callable[[LinearWeights], str | None]
 
@@ -83,13 +96,24 @@ def _unit(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keep, rows[keep] / norms[keep, None]
 
 
+def _cosines(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the non-zero rows and their pairwise cosine similarities."""
+    keep, unit = _unit(rows)
+    return keep, unit @ unit.T
+
+
 def aligned_group(rows: np.ndarray, cosine: float) -> np.ndarray:
     """The largest group of rows within ``cosine`` of one seed row (the seed included), as
     indices into ``rows``; zero rows never join a group."""
-    keep, unit = _unit(rows)
+    return _group(_cosines(rows), cosine)
+
+
+def _group(cosines: tuple[np.ndarray, np.ndarray], cosine: float) -> np.ndarray:
+    """:func:`aligned_group` from precomputed (indices, cosines)."""
+    keep, similarity = cosines
     if len(keep) < 2:
         return keep[:1]
-    similar = unit @ unit.T >= cosine
+    similar = similarity >= cosine
     seed = int(np.argmax(similar.sum(axis=1)))
     return keep[similar[seed]]
 
@@ -106,7 +130,7 @@ def top_energy(rows: np.ndarray) -> float:
 
 def identical_rows(layer: LinearWeights) -> str | None:
     """Several rows measuring the same direction: the rows of an imprint block."""
-    group = aligned_group(layer.weight, IDENTICAL_COSINE)
+    group = _group(layer.row_cosines, IDENTICAL_COSINE)
     if len(group) >= IDENTICAL_MIN:
         return (
             f"{len(group)} rows of {layer.name} point the same way (cosine >= {IDENTICAL_COSINE}): "
@@ -118,10 +142,11 @@ def identical_rows(layer: LinearWeights) -> str | None:
 def low_rank_block(layer: LinearWeights) -> str | None:
     """A block of rows (or of the next layer's columns) that is rank one up to small noise: an
     imprint block whose rows were perturbed to slip past :func:`identical_rows`."""
-    for what, matrix in (("rows", layer.weight), ("next-layer columns", _columns(layer))):
-        if matrix is None:
+    blocks = (("rows", layer.weight, layer.row_cosines), ("next-layer columns", _columns(layer), layer.column_cosines))
+    for what, matrix, cosines in blocks:
+        if matrix is None or cosines is None:
             continue
-        group = aligned_group(matrix, BLOCK_COSINE)
+        group = _group(cosines, BLOCK_COSINE)
         if len(group) >= BLOCK_MIN:
             energy = top_energy(matrix[group])
             if energy >= BLOCK_ENERGY:
@@ -137,7 +162,7 @@ def bias_ladder(layer: LinearWeights) -> str | None:
     the bins of an imprint, one threshold per quantile of the measurement."""
     if layer.bias is None:
         return None
-    group = aligned_group(layer.weight, LADDER_COSINE)
+    group = _group(layer.row_cosines, LADDER_COSINE)
     if len(group) < LADDER_MIN:
         return None
     norms = np.linalg.norm(np.asarray(layer.weight, dtype=np.float64)[group], axis=1)
@@ -155,10 +180,9 @@ def bias_ladder(layer: LinearWeights) -> str | None:
 def identical_columns(layer: LinearWeights) -> str | None:
     """The next layer reads several units through identical columns: what turns imprint rows
     into bins whose gradients differ only by the records they let through."""
-    columns = _columns(layer)
-    if columns is None:
+    if layer.column_cosines is None:
         return None
-    group = aligned_group(columns, IDENTICAL_COSINE)
+    group = _group(layer.column_cosines, IDENTICAL_COSINE)
     if len(group) >= IDENTICAL_MIN:
         return (
             f"the layer after {layer.name} reads {len(group)} of its units through identical columns "
@@ -203,8 +227,7 @@ def paired_rows(layer: LinearWeights) -> str | None:
             f"{count} of {len(w)} rows of {layer.name} have exactly as many positive as negative entries "
             f"(random signs give {chance * len(w):.1f}): paired trap rows"
         )
-    _, unit = _unit(w)
-    opposite = int(np.triu(unit @ unit.T <= -IDENTICAL_COSINE, 1).sum())
+    opposite = int(np.triu(layer.row_cosines[1] <= -IDENTICAL_COSINE, 1).sum())
     if opposite >= IDENTICAL_MIN:
         return f"{opposite} pairs of rows of {layer.name} are negatives of one another"
     return None

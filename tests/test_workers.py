@@ -3,6 +3,7 @@ worker processes (or running them behind Flower) changes no result for the same 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from conftest import REPRODUCIBLE, check_contract, tiny_config
 from fedsynth.config.schema import SimulationConfig
 from fedsynth.errors import FedsynthError
 from fedsynth.federation.strategy import Send
+from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.simulation import simulate, simulate_in_process
 from fedsynth.simulation.sites import prepare_sites
 from fedsynth.simulation.workers import WorkerPoolTransport, plan_workers
@@ -104,6 +106,40 @@ def test_a_dead_worker_is_named_not_waited_for(tmp_path: Path) -> None:
         with pytest.raises(FedsynthError, match=r"worker 1 \(hospitals \[1\]\) died \(exit code -9\)"):
             pool.exchange([Send(1, _instruction(cfg, sites))], timeout=10)
     assert not pool.pids
+
+
+def test_a_late_worker_fails_its_hospitals_for_the_wave_and_its_spend_is_still_reported(tmp_path: Path) -> None:
+    """A worker process that does not answer within the timeout (here: stopped with SIGSTOP) fails
+    its hospitals for that wave while worker 0's answer is kept; its late answer is discarded, the
+    next wave's answers are the next wave's, and the spend of the wave it answered late is in the
+    ledger it reports at the end."""
+    cfg = tiny_config(tmp_path / "run", "simulation.workers=2")
+    _, sites = prepare_sites(cfg, late_seconds=0.0)
+    plan = plan_workers(cfg.simulation, sorted(sites))
+    first = _instruction(cfg, sites)
+    second = dataclasses.replace(first, server_round=2)
+    third = dataclasses.replace(first, server_round=3)
+    with WorkerPoolTransport(sites, plan) as pool:
+        (pid,) = pool.pids
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            late = pool.exchange([Send(0, first), Send(1, first)], timeout=2)
+            assert late.failures == {1: "no reply within 2 s (worker 1 still busy)"}
+            assert [(r.hospital_id, r.server_round) for r in late.replies] == [(0, 1)]
+            # Still stopped: the next wave is not written to it (it would block on a full socket),
+            # and its hospitals fail again; the ledger query leaves it out.
+            again = pool.exchange([Send(0, second), Send(1, second)], timeout=1)
+            assert set(again.failures) == {1} and [r.hospital_id for r in again.replies] == [0]
+            assert sorted(pool.ledgers([0, 1], timeout=1)) == [0]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        on_time = pool.exchange([Send(0, third), Send(1, third)], timeout=120)
+        assert not on_time.failures
+        assert [(r.hospital_id, r.server_round) for r in on_time.replies] == [(0, 3), (1, 3)]
+        ledgers = pool.ledgers([0, 1], timeout=120)
+    rounds = {h: [e.round for e in PrivacyLedger.from_dict(report).events] for h, report in ledgers.items()}
+    # Hospital 1 never received round 2 (its worker was busy); its late round 1 was spent and is reported.
+    assert rounds == {0: [1, 2, 3], 1: [1, 3]}
 
 
 def _instruction(cfg, sites):  # noqa: ANN001, ANN202 - a round-1 instruction of the run's job

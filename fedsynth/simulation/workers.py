@@ -15,6 +15,10 @@ and answers the same messages as behind Flower. Each worker sets its own torch t
 (``cores / W`` by default): a hospital's small steps run fastest on one thread, and two processes
 each asking for every core only fight over them.
 
+A worker process that has not answered a wave within ``federation.round_timeout`` fails its
+hospitals for that wave, as Flower's engine fails late nodes; its late answer is read and discarded
+before its next one. Worker 0 trains in the server's process, so nothing cuts its hospitals short.
+
 On a machine with GPUs each worker is pinned to one device (``CUDA_VISIBLE_DEVICES`` is set before
 the worker imports torch), so the hospitals of worker ``w`` train on GPU ``w`` and ``simulation.device
 = "auto"`` in their site files resolves to it.
@@ -23,11 +27,14 @@ the worker imports torch), so the hospitals of worker ``w`` train on GPU ``w`` a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -45,6 +52,12 @@ if TYPE_CHECKING:
 
 #: Worker answers: a reply's wire content, or why the hospital did not answer (a simulated fault).
 _OK, _FAILED = "ok", "failed"
+
+log = logging.getLogger(__name__)
+
+
+class _Late(Exception):
+    """A worker process had not answered by the request's deadline."""
 
 
 def available_cores() -> int:
@@ -175,6 +188,8 @@ class WorkerPoolTransport:
         self._hospitals = sorted(sites)
         self._connections: dict[int, Connection] = {}
         self._processes: dict[int, subprocess.Popen] = {}
+        #: Per worker, answers still to come to requests it was too late for (read and discarded).
+        self._late: dict[int, int] = {}
         # Workers are fresh interpreters (``python -m fedsynth.simulation.workers``), not forks of
         # this process (no forked torch/OpenMP state) and not multiprocessing's spawn (which re-runs
         # the caller's main script); each talks to the server over its own socket pair, whose other
@@ -221,19 +236,30 @@ class WorkerPoolTransport:
         return [self._processes[w].pid for w in sorted(self._processes)]
 
     def exchange(self, sends: list[Send], timeout: float) -> Exchange:
+        """Deliver ``sends``; a worker process that has not answered ``timeout`` seconds after the
+        wave was sent fails its hospitals for this wave, as Flower's engine fails late nodes (its
+        answer, when it comes, is discarded). Worker 0's hospitals train in this process and are
+        never cut short."""
+        deadline = time.monotonic() + timeout
         out = Exchange()
         batches: dict[int, list] = {}
         for send in sends:
             content = wire.instruction_to_content(send.instruction)
             out.bytes_down[send.hospital_id] = wire.content_nbytes(content)
             batches.setdefault(self.plan.assignment[send.hospital_id], []).append((send.hospital_id, content))
-        for worker, batch in batches.items():  # every worker starts before any answer is awaited
-            if worker != 0:
-                self._send(worker, ("exchange", batch))
-        answers = {hid: _answer(self._local[hid], content) for hid, content in batches.get(0, [])}
-        for worker in batches.keys() - {0}:
-            for hid, status, payload in self._receive(worker, "answers"):
-                answers[hid] = (status, payload)
+        answers: dict[int, tuple[str, object]] = {}
+
+        def serve_local() -> None:
+            answers.update({hid: _answer(self._local[hid], content) for hid, content in batches.get(0, [])})
+
+        remote = {w: ("exchange", batch) for w, batch in batches.items() if w != 0}
+        answered = self._round_trip(remote, "answers", deadline, serve_local)
+        for worker in remote:
+            if worker in answered:
+                answers.update({hid: (status, payload) for hid, status, payload in answered[worker]})
+            else:
+                late = f"no reply within {timeout:.0f} s (worker {worker} still busy)"
+                answers.update({hid: (_FAILED, late) for hid, _ in batches[worker]})
         for send in sends:  # replies in the order the strategy sent them, as the serial engine gives
             status, payload = answers[send.hospital_id]
             if status == _FAILED:
@@ -244,20 +270,67 @@ class WorkerPoolTransport:
         return out
 
     def ledgers(self, hospitals: list[int], timeout: float) -> dict[int, dict]:
+        """The hospitals' ledger reports; those of a worker process that has not answered within
+        ``timeout`` seconds are left out, as for any unreachable hospital."""
+        deadline = time.monotonic() + timeout
         asked: dict[int, list[int]] = {}
         for hid in hospitals:
             asked.setdefault(self.plan.assignment[hid], []).append(hid)
-        for worker, hids in asked.items():
-            if worker != 0:
-                self._send(worker, ("ledgers", hids))
-        contents = list(_ledger_contents(self._local, asked.get(0, [])).values())
-        for worker in asked.keys() - {0}:
-            contents.extend(self._receive(worker, "ledgers").values())
+        contents: list[dict] = []
+
+        def report_local() -> None:
+            contents.extend(_ledger_contents(self._local, asked.get(0, [])).values())
+
+        remote = {w: ("ledgers", hids) for w, hids in asked.items() if w != 0}
+        for reports in self._round_trip(remote, "ledgers", deadline, report_local).values():
+            contents.extend(reports.values())
         out = {}
         for content in contents:
             hid, report = wire.content_to_ledger(content)
             out[hid] = report
         return dict(sorted(out.items()))
+
+    def _round_trip(
+        self, requests: dict[int, tuple], expected: str, deadline: float, local: Callable[[], None]
+    ) -> dict[int, object]:
+        """Send each worker process its request, do worker 0's share (``local``) meanwhile, and
+        return the answers that came by ``deadline`` (a ``time.monotonic()`` value), by worker.
+
+        A worker still busy with a request it was too late for gets its new request only once that
+        late answer is read (and discarded): a request is never written while the worker may be
+        writing a large answer nobody reads, which would block both ends."""
+        sent, busy = [], []
+        for worker, request in requests.items():  # every free worker starts before worker 0's share
+            if self._drain(worker, time.monotonic()):
+                self._send(worker, request)
+                sent.append(worker)
+            else:
+                busy.append(worker)
+        local()
+        for worker in busy:
+            if self._drain(worker, deadline):
+                self._send(worker, requests[worker])
+                sent.append(worker)
+        answers = {}
+        for worker in sent:
+            try:
+                answers[worker] = self._receive(worker, expected, deadline)
+            except _Late:
+                self._late[worker] = self._late.get(worker, 0) + 1
+        return answers
+
+    def _drain(self, worker: int, deadline: float) -> bool:
+        """Read and discard ``worker``'s answers to requests it was too late for; whether it has
+        none left by ``deadline``."""
+        while self._late.get(worker):
+            try:
+                kind, payload = self._receive(worker, None, deadline)
+            except _Late:
+                return False
+            self._late[worker] -= 1
+            if kind == "error":  # its hospitals were already counted as not answering
+                log.warning("worker %d failed on a wave it answered too late for:\n%s", worker, payload)
+        return True
 
     def _send(self, worker: int, request: tuple) -> None:
         try:
@@ -265,11 +338,19 @@ class WorkerPoolTransport:
         except OSError as e:
             raise self._died(worker) from e
 
-    def _receive(self, worker: int, expected: str):  # noqa: ANN202 - the payload's type depends on the request
+    def _receive(self, worker: int, expected: str | None, deadline: float):  # noqa: ANN202 - the payload's type depends on the request
+        """``worker``'s next answer of kind ``expected`` (None: any kind, returned with its kind);
+        raises :class:`_Late` when none has come by ``deadline``."""
+        connection = self._connections[worker]
         try:
-            kind, payload = self._connections[worker].recv()
+            # A worker that died is readable (end of file), so it is reported, not waited for.
+            if not connection.poll(max(0.0, deadline - time.monotonic())):
+                raise _Late
+            kind, payload = connection.recv()
         except (EOFError, OSError) as e:
             raise self._died(worker) from e
+        if expected is None:
+            return kind, payload
         if kind != expected:
             raise FedsynthError(f"worker {worker} (hospitals {self.plan.hospitals_of(worker)}) failed:\n{payload}")
         return payload

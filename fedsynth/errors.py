@@ -34,3 +34,9 @@ class DataError(FedsynthError):
 
 class BudgetExhaustedError(FedsynthError):
     """A hospital was asked to train past its privacy budget."""
+
+
+class RunStopped(FedsynthError):
+    """The run was stopped (``flwr stop``, a signal) before it finished: the server writes no final
+    model, synthetic data, privacy.json or summary.json, and the run resumes from its last
+    checkpoint."""

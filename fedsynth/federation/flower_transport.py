@@ -4,17 +4,26 @@ Hospitals identify themselves in a ``query`` message at start-up (their hospital
 their site file), so the server addresses hospitals, not Flower node ids. In a deployment the
 coordinator's node registry (:mod:`fedsynth.consortium.registry`) decides which node is which
 hospital, by the key it registered; a node whose claim differs is refused.
+
+A run being stopped (``flwr stop``) tears Flower's runtime down while the server is waiting for a
+wave: the replies that still come are Flower's error replies for nodes that are gone, not
+hospitals failing. The transport takes a ``stopping`` event, set by whoever learns of the stop,
+and raises :class:`~fedsynth.errors.RunStopped` instead of returning such a wave, so a stopped run
+is never finished as if every hospital had failed (and never writes a summary of a model nobody
+trained).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from flwr.app import Message
 from flwr.serverapp import Grid
 
 from fedsynth.consortium.registry import NodeRegistry
+from fedsynth.errors import RunStopped
 from fedsynth.federation import wire
 from fedsynth.federation.strategy import Send
 from fedsynth.federation.transport import Exchange
@@ -26,7 +35,8 @@ QUERY = "query"
 
 
 class GridTransport:
-    """Sends waves through a Flower ``Grid`` and decodes the replies."""
+    """Sends waves through a Flower ``Grid`` and decodes the replies; raises
+    :class:`~fedsynth.errors.RunStopped` once ``stopping`` is set (see the module docstring)."""
 
     def __init__(
         self,
@@ -35,8 +45,10 @@ class GridTransport:
         wait_seconds: float = 600.0,
         registry: NodeRegistry | None = None,
         poll_seconds: float = 0.25,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.grid = grid
+        self.stopping = stopping
         self.poll_seconds = poll_seconds
         self.num_hospitals = num_hospitals
         self.wait_seconds = wait_seconds
@@ -131,7 +143,9 @@ class GridTransport:
     def _round_trip(self, messages: list[Message], timeout: float) -> list[tuple[Message, int]]:
         """Push ``messages``, then pull replies every ``poll_seconds`` (Flower's own
         ``send_and_receive`` waits 3 s between pulls) until all answered or ``timeout``; each reply
-        with the index of the message it answers (-1 if none)."""
+        with the index of the message it answers (-1 if none). Raises :class:`RunStopped` when the
+        run is being stopped, before or during the wait."""
+        self._check_stopping()
         ids = list(self.grid.push_messages(messages))
         index_of = {mid: i for i, mid in enumerate(ids) if mid}
         pending = set(index_of)
@@ -142,10 +156,15 @@ class GridTransport:
                 answered = reply.metadata.reply_to_message_id
                 pending.discard(answered)
                 out.append((reply, index_of.get(answered, -1)))
+            self._check_stopping()  # replies pulled after the stop may be the runtime's, not the nodes'
             if not pending or time.monotonic() >= deadline:
                 break
             time.sleep(self.poll_seconds)
         return out
+
+    def _check_stopping(self) -> None:
+        if self.stopping is not None and self.stopping.is_set():
+            raise RunStopped("the run was stopped before it finished; nothing was finalized (resume it to continue)")
 
     def ledgers(self, hospitals: list[int], timeout: float) -> dict[int, dict]:
         messages = [

@@ -8,6 +8,7 @@ and the schema from ``<out_dir>/schema.json`` (written by ``fedsynth prepare``).
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 from flwr.app import Context
@@ -35,30 +36,29 @@ def public_schema(config: RunConfig) -> Schema:
     return Schema.from_dict(RunFolder(config.out_dir).read_json("schema.json"))
 
 
-_RAY_SHUTDOWN_REGISTERED: list[bool] = []
+def stop_on_exit(stopping: threading.Event) -> None:
+    """When Flower's process runtime exits (``flwr stop``, a signal), first tell the run it is being
+    stopped (``stopping``, which the run's :class:`GridTransport` watches), then shut this
+    process's Ray instance down gracefully.
 
-
-def shutdown_ray_on_exit() -> None:
-    """Have Flower's exit path shut this process's Ray instance down gracefully (once per process).
-
-    Under ``flwr run`` the ServerApp runs inside ``flwr-simulation``, which also drives Flower's Ray
-    instance. When the run is stopped (``flwr stop``) that process leaves through Flower's exit
-    handlers and a forced ``os._exit``, without ``ray.shutdown()``: Ray's GCS and raylet die with
-    it, but the raylet's agents (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) were left
-    running, orphaned, for minutes. A handler that runs before the forced exit stops them. Outside
-    Flower's process runtime (``fedsynth simulate``) it is never triggered and changes nothing.
+    Under ``flwr run`` the ServerApp runs in a thread of ``flwr-simulation``, which also drives
+    Flower's Ray instance. When the run is stopped, that process's main thread runs Flower's exit
+    handlers and then forces an exit, without ``ray.shutdown()``: Ray's GCS and raylet die with it,
+    but the raylet's agents (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) were left running,
+    orphaned, for minutes; so the handler shuts Ray down. Meanwhile the ServerApp's thread goes on:
+    without the event it took the error replies of the dying actors for failed hospitals, ran the
+    remaining rounds in a fraction of a second and wrote a summary of an untrained model. Outside
+    Flower's process runtime (``fedsynth simulate``) the handler is never triggered.
     """
-    if _RAY_SHUTDOWN_REGISTERED:
-        return
     from flwr.supercore.exit import add_exit_handler
 
-    def shutdown() -> None:
+    def on_exit() -> None:
+        stopping.set()
         ray = sys.modules.get("ray")  # never import Ray where the process did not use it
         if ray is not None and ray.is_initialized():
             ray.shutdown()
 
-    add_exit_handler(shutdown, run_before_force_exit=True)
-    _RAY_SHUTDOWN_REGISTERED.append(True)
+    add_exit_handler(on_exit, run_before_force_exit=True)
 
 
 def build_server_app(config: RunConfig | None = None, resume: bool = False) -> ServerApp:
@@ -71,10 +71,11 @@ def build_server_app(config: RunConfig | None = None, resume: bool = False) -> S
         flat = dict(context.run_config)
         resuming = resume or bool(flat.pop(RESUME_KEY, False))  # `fedsynth coordinator run --resume`
         cfg = config if config is not None else from_flat(flat)
-        if config is None:  # `flwr run`: this process may drive Flower's Ray instance
-            shutdown_ray_on_exit()
+        stopping = threading.Event()
+        if config is None:  # `flwr run`: this process may drive Flower's Ray instance and be stopped
+            stop_on_exit(stopping)
         registry = NodeRegistry.load(cfg.federation.node_registry) if cfg.federation.node_registry else None
-        transport = GridTransport(grid, cfg.federation.num_hospitals, registry=registry)
+        transport = GridTransport(grid, cfg.federation.num_hospitals, registry=registry, stopping=stopping)
         with RoundPrinter(cfg) as printer:
             summary = run_federation(
                 cfg, public_schema(cfg), transport, on_round=printer.round_done, resume=resuming, hook=attack_hook(cfg)

@@ -47,15 +47,23 @@ def test_code_shipping_recovers_a_batch_of_one_image_exactly(tmp_path: Path) -> 
 
 def test_weights_only_recovers_a_clinical_row_under_plain_sgd_and_far_less_under_adam(tmp_path: Path) -> None:
     """Threat model 2: honest code, crafted weights in the table encoder's first Linear. Plain SGD
-    gives the row back; Adam divides each coordinate by its own running scale, which destroys the
-    ratio the inversion forms (measured: far from the row)."""
+    gives the rows back; Adam divides each coordinate by its own running scale, which destroys the
+    ratio the inversion forms (measured: far from the rows).
+
+    Which record a batch of one holds is drawn afresh every run, so the figures vary: over 18 runs
+    the four closest reconstructions (2 hospitals x 2 attacked rounds) were within 5e-3 of a true
+    row 2 to 4 times under SGD and never under Adam, and the median of the four closest was 42x to
+    1,065x larger under Adam. Once in a CI run, Adam's single closest came within 4.6e-3 (SGD's
+    within 8.4e-4), so the two closest are not compared one against the other: SGD gives a row
+    back, Adam at most one by chance, and the medians of the four closest differ tenfold."""
     sgd = _run(tmp_path / "sgd", Setting("sgd", "weights-only", None, 1, 10, 10, "sgd", rounds=2, targets="table"))
     adam = _run(tmp_path / "adam", Setting("adam", "weights-only", None, 1, 10, 10, "adam", rounds=2, targets="table"))
-    best_sgd = min(sgd.scores["targets"]["table"]["distances"])
-    best_adam = min(adam.scores["targets"]["table"]["distances"])
-    print(f"closest clinical row: plain SGD {best_sgd:.2e}, Adam {best_adam:.2e}")
-    assert best_sgd < 5e-3
-    assert best_adam > 10 * best_sgd
+    closest_sgd = np.sort(sgd.scores["targets"]["table"]["distances"])[:4]
+    closest_adam = np.sort(adam.scores["targets"]["table"]["distances"])[:4]
+    print(f"four closest clinical rows: plain SGD {closest_sgd}, Adam {closest_adam}")
+    assert closest_sgd[0] < 5e-3  # plain SGD gives a row back
+    assert (closest_adam < 5e-3).sum() <= 1  # Adam at most one, by chance
+    assert np.median(closest_adam) > 10 * np.median(closest_sgd)
 
 
 def test_dp_noise_defeats_the_imprint_and_the_bounds_come_from_the_ledger(tmp_path: Path) -> None:

@@ -30,14 +30,14 @@ class ProcessId:
     started: int
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent id, start time) of ``pid`` from ``/proc/<pid>/stat``; None if it is gone."""
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent id, start time) of ``pid`` from ``/proc/<pid>/stat``; None if it is gone."""
     try:
         text = (_PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
     fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
-    return int(fields[1]), int(fields[19])
+    return fields[0], int(fields[1]), int(fields[19])
 
 
 def descendants(pid: int) -> list[ProcessId]:
@@ -50,7 +50,7 @@ def descendants(pid: int) -> list[ProcessId]:
             continue
         stat = _stat(int(entry.name))
         if stat is not None:
-            children.setdefault(stat[0], []).append(ProcessId(int(entry.name), stat[1]))
+            children.setdefault(stat[1], []).append(ProcessId(int(entry.name), stat[2]))
     out: list[ProcessId] = []
     todo = [pid]
     while todo:
@@ -62,12 +62,8 @@ def descendants(pid: int) -> list[ProcessId]:
 
 def alive(process: ProcessId) -> bool:
     """Whether ``process`` still runs (the same process: same id and start time, not a zombie)."""
-    try:
-        text = (_PROC / str(process.pid) / "stat").read_text()
-    except OSError:
-        return False
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[19]) == process.started and fields[0] != "Z"
+    stat = _stat(process.pid)
+    return stat is not None and stat[2] == process.started and stat[0] != "Z"
 
 
 def end(processes: list[ProcessId], patience: float = 3.0) -> list[ProcessId]:

@@ -68,7 +68,7 @@ def stop_on_exit(stopping: threading.Event) -> None:
         if ray is None or not ray.is_initialized():
             return
         started = descendants(os.getpid())
-        in_main = threading.current_thread() is threading.main_thread()
+        in_main = threading.current_thread() is threading.main_thread()  # only it may set handlers
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
         try:
             ray.shutdown()
